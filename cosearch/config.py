@@ -1,0 +1,155 @@
+"""Run configuration: one frozen dataclass per concern, composed into `RunConfig`.
+
+Owns the named presets (`tiny`, `cpu`, `paper`) and the `section.field=value` override
+syntax shared by every CLI. It must not do work: entry points resolve a config here and
+hand it to a library `run(config, workdir)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field, replace
+
+from cosearch.registry import lookup
+from cosearch.space import SearchSpace, get_space
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    data_dir: str = ""  # empty: $COSEARCH_DATA
+    batch_size: int = 16
+    eval_batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    space: str = "cpu"  # search-space preset (cosearch.space.PRESETS)
+    dropout: float = 0.1
+    # Output layer: "adaptive" (adaptive softmax, exact word-level probabilities) or "full".
+    output: str = "adaptive"
+    cutoffs: tuple[int, ...] = (2000, 10000)  # head shortlist, then tail cluster bounds
+    tail_div: int = 4  # tail cluster i projects to d_max / tail_div**(i+1) dims
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 3000
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    n_random: int = 2  # sandwich: largest + smallest + n_random random subnets
+    distill: bool = True  # in-place distillation from the largest subnet
+    seed: int = 0
+    log_every: int = 20
+    eval_every: int = 500
+    ckpt_every: int = 250
+    eval_tokens: int = 20_000  # valid tokens for periodic evaluation (0 = whole split)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    population: int = 40
+    generations: int = 40
+    mutation_prob: float = 0.2  # per gene
+    crossover_prob: float = 0.9
+    seed: int = 0
+    eval_tokens: int = 20_000  # validation tokens per perplexity during search (0 = all)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+    @property
+    def space(self) -> SearchSpace:
+        return get_space(self.model.space)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        sections = {f.name: f.type for f in dataclasses.fields(cls) if f.name != "name"}
+        hints = typing.get_type_hints(cls)
+        kwargs = {"name": d["name"]}
+        for key in sections:
+            if key in d:
+                sub = hints[key]
+                kwargs[key] = sub(**{k: _coerce(sub, k, v) for k, v in d[key].items()})
+        return cls(**kwargs)
+
+
+PRESETS: dict[str, RunConfig] = {
+    "tiny": RunConfig(
+        name="tiny",
+        data=DataConfig(batch_size=4, eval_batch_size=4),
+        model=ModelConfig(space="tiny", dropout=0.0, cutoffs=(16, 40), tail_div=2),
+        train=TrainConfig(steps=6, lr=3e-3, warmup_steps=2, log_every=2, eval_every=3,
+                          ckpt_every=3, eval_tokens=0),
+        search=SearchConfig(population=8, generations=3, eval_tokens=0),
+    ),
+    "cpu": RunConfig(name="cpu"),
+    "paper": RunConfig(
+        name="paper",
+        data=DataConfig(batch_size=32, eval_batch_size=32),
+        model=ModelConfig(space="paper", dropout=0.1, output="full"),
+        train=TrainConfig(steps=40_000, lr=5e-4, warmup_steps=2000, eval_every=2000,
+                          ckpt_every=1000, eval_tokens=50_000),
+        search=SearchConfig(eval_tokens=50_000),
+    ),
+}
+
+
+def get_preset(name: str) -> RunConfig:
+    return lookup(PRESETS, name, "preset")
+
+
+def _coerce(section_type, key: str, value):
+    """Convert a CLI string (or JSON value) to the declared type of `section_type.key`."""
+    hints = typing.get_type_hints(section_type)
+    if key not in hints:
+        known = ", ".join(f.name for f in dataclasses.fields(section_type))
+        raise KeyError(f"{section_type.__name__} has no field '{key}'; fields: {known}")
+    typ = hints[key]
+    if not isinstance(value, str):
+        return tuple(value) if typing.get_origin(typ) is tuple else value
+    if typ is bool:
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{key}={value!r}: expected true/false")
+    if typing.get_origin(typ) is tuple:
+        return tuple(int(v) for v in value.split(",") if v)
+    try:
+        return typ(value)
+    except ValueError:
+        raise ValueError(f"{key}={value!r}: expected {typ.__name__}") from None
+
+
+def override(cfg: RunConfig, assignments: list[str]) -> RunConfig:
+    """Apply `section.field=value` strings, e.g. `train.lr=3e-4`, `model.cutoffs=2000,10000`."""
+    hints = typing.get_type_hints(RunConfig)
+    for a in assignments:
+        if "=" not in a or "." not in a.split("=", 1)[0]:
+            raise ValueError(f"override '{a}' is not of the form section.field=value")
+        path, value = a.split("=", 1)
+        section, key = path.split(".", 1)
+        if section not in hints or section == "name":
+            known = ", ".join(k for k in hints if k != "name")
+            raise KeyError(f"override '{a}': no section '{section}'; sections: {known}")
+        sub = getattr(cfg, section)
+        cfg = replace(cfg, **{section: replace(sub, **{key: _coerce(type(sub), key, value)})})
+    get_space(cfg.model.space)  # fail early on an unknown space
+    return cfg
