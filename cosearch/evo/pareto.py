@@ -1,0 +1,328 @@
+"""Pareto fronts and the search's reports: hypervolume, EDP reduction, heterogeneity,
+plots, CSV/JSON/Markdown writers.
+
+Owns everything computed *from* evaluated (arch, hw) pairs after or during the search. It
+must not evaluate anything itself: it takes `Evaluation` records (or plain objective
+vectors) and writes files. All objectives are minimised.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from cosearch.evo.problem import Evaluation
+
+#: Perplexity budgets of the summary: absolute (+0.1, +1) and relative (+0.1 %, +1 %).
+THRESHOLDS: tuple[tuple[str, float, bool], ...] = (
+    ("+0.1 ppl", 0.1, False),
+    ("+1.0 ppl", 1.0, False),
+    ("+0.1 %", 0.001, True),
+    ("+1 %", 0.01, True),
+)
+
+
+# ----- fronts and hypervolume -----------------------------------------------------------
+def nondominated(points: Sequence[Sequence[float]]) -> list[int]:
+    """Indices of the non-dominated points (minimisation); of duplicates, the first."""
+    pts = np.asarray(points, dtype=float)
+    if len(pts) == 0:
+        return []
+    keep: list[int] = []
+    order = np.lexsort(pts.T[::-1])  # by first objective, ties by the next ones
+    for i in order:
+        p = pts[i]
+        dominated = False
+        for j in keep:
+            q = pts[j]
+            if np.all(q <= p):  # equal points count as dominated: keep one
+                dominated = True
+                break
+        if not dominated:
+            keep.append(int(i))
+    return sorted(keep)
+
+
+def hypervolume(points: Sequence[Sequence[float]], ref: Sequence[float], *,
+                normalize: bool = False) -> float:
+    """Hypervolume dominated by `points` up to the reference point `ref` (minimisation).
+
+    With `normalize`, objectives are divided by `ref` first (all must be positive), so the
+    value is the fraction of the box [0, ref] that is dominated. Points that do not
+    strictly dominate `ref` add nothing. Uses `moocore`, which DEAP's own hypervolume
+    (`deap.benchmarks.tools.hypervolume`) calls.
+    """
+    ref_a = np.asarray(ref, dtype=float)
+    pts = np.asarray(points, dtype=float).reshape(-1, len(ref_a))
+    pts = pts[np.all(pts < ref_a, axis=1)]
+    if normalize:
+        if np.any(ref_a <= 0):
+            raise ValueError(f"normalized hypervolume needs a positive reference, got {ref}")
+        pts, ref_a = pts / ref_a, np.ones_like(ref_a)
+    if len(pts) == 0:
+        return 0.0
+    if len(ref_a) == 1:
+        return float(ref_a[0] - pts[:, 0].min())
+    import moocore
+
+    return float(moocore.hypervolume(pts, ref=ref_a))
+
+
+def pareto_front(evals: Sequence[Evaluation], objectives: Sequence[str]) -> list[Evaluation]:
+    """The feasible non-dominated evaluations, sorted by the first objective."""
+    feas = [e for e in evals if e.feasible]
+    idx = nondominated([[e.objective(o) for o in objectives] for e in feas])
+    front = [feas[i] for i in idx]
+    return sorted(front, key=lambda e: tuple(e.objective(o) for o in objectives))
+
+
+# ----- summary numbers ------------------------------------------------------------------
+def report_ppl(ev: Evaluation) -> float:
+    """The perplexity reports use: full validation split if re-evaluated, else search's."""
+    return ev.extra.get("ppl_valid", ev.ppl)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A reference model on one hardware config: perplexity and EDP to beat."""
+
+    name: str
+    hw: str
+    ppl: float
+    edp: float
+    latency_s: float = math.nan
+    energy_J: float = math.nan
+
+
+def edp_reductions(front: Sequence[Evaluation], baseline: Baseline) -> list[dict]:
+    """For each perplexity budget: the front member (on the baseline's hardware) with the
+    lowest EDP whose perplexity is within the budget, and the EDP reduction factor."""
+    rows = []
+    members = [e for e in front if e.hw == baseline.hw]
+    for label, delta, relative in THRESHOLDS:
+        limit = baseline.ppl * (1 + delta) if relative else baseline.ppl + delta
+        ok = [e for e in members if report_ppl(e) <= limit]
+        best = min(ok, key=lambda e: e.edp) if ok else None
+        rows.append({
+            "baseline": baseline.name, "hw": baseline.hw, "budget": label,
+            "max_ppl": limit, "arch": best.arch.short() if best else None,
+            "ppl": report_ppl(best) if best else None, "edp": best.edp if best else None,
+            "reduction": baseline.edp / best.edp if best else None,
+        })
+    return rows
+
+
+def heterogeneity(front: Sequence[Evaluation]) -> dict:
+    """How much the layers of front members differ: share of members whose layers are
+    not all alike, and the mean number of distinct head counts / FFN widths per member."""
+    if not front:
+        return {"n": 0, "heterogeneous_share": 0.0, "mean_distinct_heads": 0.0,
+                "mean_distinct_ffn": 0.0, "heads_seen": [], "ffn_seen": []}
+    dh = [len(set(e.arch.heads)) for e in front]
+    df = [len(set(e.arch.d_ffn)) for e in front]
+    multi = [e for e in front if e.arch.n_layers > 1]
+    het = [e for e in multi if len(set(e.arch.heads)) > 1 or len(set(e.arch.d_ffn)) > 1]
+    return {
+        "n": len(front),
+        "n_multilayer": len(multi),
+        "heterogeneous_share": len(het) / len(multi) if multi else 0.0,
+        "mean_distinct_heads": float(np.mean(dh)),
+        "mean_distinct_ffn": float(np.mean(df)),
+        "mean_ffn_range": float(np.mean([max(e.arch.d_ffn) - min(e.arch.d_ffn)
+                                         for e in front])),
+        "heads_seen": sorted({h for e in front for h in e.arch.heads}),
+        "ffn_seen": sorted({f for e in front for f in e.arch.d_ffn}),
+    }
+
+
+# ----- writers --------------------------------------------------------------------------
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+CSV_FIELDS = ("arch_id", "hw", "n_layers", "d_model", "heads", "d_ffn", "ppl_search",
+              "ppl_valid", "ppl_test", "latency_ms", "energy_mJ", "edp_Js", "params",
+              "flops", "feasible", "violation", "generation")
+
+
+def _csv_row(e: Evaluation) -> dict:
+    return {
+        "arch_id": e.arch.short(), "hw": e.hw, "n_layers": e.arch.n_layers,
+        "d_model": e.arch.d_model, "heads": "|".join(map(str, e.arch.heads)),
+        "d_ffn": "|".join(map(str, e.arch.d_ffn)), "ppl_search": repr(e.ppl),
+        "ppl_valid": repr(e.extra["ppl_valid"]) if "ppl_valid" in e.extra else "",
+        "ppl_test": repr(e.extra["ppl_test"]) if "ppl_test" in e.extra else "",
+        "latency_ms": repr(e.latency_s * 1e3), "energy_mJ": repr(e.energy_J * 1e3),
+        "edp_Js": repr(e.edp), "params": e.params, "flops": e.flops,
+        "feasible": int(e.feasible), "violation": repr(e.violation),
+        "generation": e.generation,
+    }
+
+
+def write_csv(path: str | os.PathLike, evals: Sequence[Evaluation]) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for e in evals:
+            w.writerow(_csv_row(e))
+    os.replace(tmp, path)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    _atomic_text(Path(path), json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_history_csv(path: str | os.PathLike, history: Sequence[dict]) -> None:
+    path = Path(path)
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    os.replace(tmp, path)
+
+
+# ----- plots ----------------------------------------------------------------------------
+_METRICS = {  # objective -> (Evaluation attribute, axis label, scale to the label's unit)
+    "edp": ("edp", "EDP (J·s)", 1.0),
+    "latency": ("latency_s", "latency (ms)", 1e3),
+    "energy": ("energy_J", "energy (mJ)", 1e3),
+}
+
+
+def plot_front(path: str | os.PathLike, metric: str, evaluated: Sequence[Evaluation],
+               front: Sequence[Evaluation], baselines: Sequence[Baseline],
+               title: str = "") -> None:
+    """Perplexity vs `metric` (edp/latency/energy): every evaluated pair, the front, the
+    baselines and lines at baseline perplexity +0.1 and +1 (the thesis's Figure 3.2)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    attr, label, scale = _METRICS[metric]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    feas = [e for e in evaluated if e.feasible]
+    if feas:
+        ax.scatter([getattr(e, attr) * scale for e in feas], [e.ppl for e in feas], s=8,
+                   c="0.75", label="evaluated (search subset ppl)", zorder=1)
+    for k, hw in enumerate(sorted({e.hw for e in front})):
+        pts = sorted((getattr(e, attr) * scale, report_ppl(e)) for e in front if e.hw == hw)
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, "o-", ms=4, color=f"C{k}", label=f"front on {hw}", zorder=3)
+    styles = {0: ":", 1: "--"}
+    for k, b in enumerate(baselines):
+        x = getattr(b, attr) * scale
+        if not math.isfinite(x):
+            continue
+        ax.scatter([x], [b.ppl], marker="*", s=120, color=f"C{k + 3}", zorder=4,
+                   label=f"{b.name} ({b.hw})")
+        for i, d in enumerate((0.1, 1.0)):
+            ax.axhline(b.ppl + d, color=f"C{k + 3}", ls=styles[i], lw=0.8,
+                       label=f"{b.name} +{d:g} ppl" if k == 0 else None)
+    ax.set_xscale("log")
+    ax.set_xlabel(label)
+    ax.set_ylabel("perplexity (front: full validation when re-evaluated)")
+    if front:
+        lo = min(report_ppl(e) for e in front)
+        hi = max([report_ppl(e) for e in front] + [b.ppl + 1.5 for b in baselines])
+        ax.set_ylim(lo - 0.05 * (hi - lo + 1), hi + 0.1 * (hi - lo + 1))
+    ax.set_title(title or f"perplexity vs {metric}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_hypervolume(path: str | os.PathLike, histories: dict[str, Sequence[dict]]) -> None:
+    """Normalised hypervolume of the population per generation, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, hist in histories.items():
+        ax.plot([r["generation"] for r in hist], [r["hypervolume"] for r in hist], "o-",
+                ms=3, label=name)
+    ax.set_xlabel("generation")
+    ax.set_ylabel("hypervolume (fraction of reference box)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ----- summary.md -----------------------------------------------------------------------
+def _fmt(x: Any, spec: str = ".4g") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return format(x, spec) if isinstance(x, (int, float)) else str(x)
+
+
+def summary_markdown(*, header: dict, front: Sequence[Evaluation],
+                     baselines: Sequence[Baseline], histories: dict[str, Sequence[dict]],
+                     n_evaluated: int, regime: str) -> str:
+    """The run's human-readable report (EDP reductions, front, heterogeneity)."""
+    lines = ["# Co-search summary", ""]
+    for k, v in header.items():
+        lines.append(f"- **{k}**: {v}")
+    lines += [f"- **evaluated pairs**: {n_evaluated}; **front size**: {len(front)}",
+              f"- **mapping regime** of latency/energy: `{regime}`", ""]
+    for name, hist in histories.items():
+        if hist:
+            lines.append(f"- hypervolume ({name}): generation 0 {hist[0]['hypervolume']:.4f}"
+                         f" -> generation {hist[-1]['generation']} "
+                         f"{hist[-1]['hypervolume']:.4f}")
+    lines += ["", "## EDP reduction vs baselines", "",
+              "Perplexity of front members on the full validation split (search used a "
+              "fixed subset); baselines on the same hardware.", "",
+              "| baseline | hw | baseline ppl | baseline EDP (J·s) | budget | max ppl | "
+              "best arch | ppl | EDP (J·s) | reduction |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for b in baselines:
+        for r in edp_reductions(front, b):
+            red = f"{r['reduction']:.2f}×" if r["reduction"] else "none within budget"
+            lines.append(
+                f"| {b.name} | {b.hw} | {_fmt(b.ppl, '.3f')} | {_fmt(b.edp)} | {r['budget']} "
+                f"| {_fmt(r['max_ppl'], '.3f')} | {r['arch'] or '–'} | {_fmt(r['ppl'], '.3f')} "
+                f"| {_fmt(r['edp'])} | {red} |")
+    het = heterogeneity(front)
+    lines += ["", "## Layer heterogeneity of the front", "",
+              f"- {het['n']} members; {het.get('n_multilayer', 0)} with more than one layer, "
+              f"of which {100 * het['heterogeneous_share']:.0f}% mix layer shapes",
+              f"- mean distinct head counts per member: {het['mean_distinct_heads']:.2f}; "
+              f"mean distinct FFN widths: {het['mean_distinct_ffn']:.2f}; mean FFN range "
+              f"within a member: {het.get('mean_ffn_range', 0):.0f}",
+              f"- head counts used: {het['heads_seen']}; FFN widths used: {het['ffn_seen']}",
+              "", "## Front", "",
+              "| arch | hw | ppl (search) | ppl valid | ppl test | latency (ms) | "
+              "energy (mJ) | EDP (J·s) | params | GFLOPs |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in front:
+        lines.append(
+            f"| {e.arch.short()} | {e.hw} | {e.ppl:.3f} | {_fmt(e.extra.get('ppl_valid'), '.3f')}"
+            f" | {_fmt(e.extra.get('ppl_test'), '.3f')} | {e.latency_s * 1e3:.4g} | "
+            f"{e.energy_J * 1e3:.4g} | {e.edp:.4g} | {e.params:,} | {e.flops / 1e9:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    _atomic_text(Path(path), text)
