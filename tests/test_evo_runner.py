@@ -1,0 +1,110 @@
+"""The co-search job end to end with toy perplexity and cost sources: run directory,
+reports, multi-hardware merge, hardware genes, resume, and errors a person can act on."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+
+import pytest
+
+from cosearch.config import get_preset
+from cosearch.evo import InfeasibleError, SearchError, SearchOptions, run
+from cosearch.evo.toys import ToyCoster, ToyEvaluator
+
+pytest.importorskip("cosearch.hw.gemmini")
+
+CFG = get_preset("tiny")
+SPACE = CFG.space
+
+
+def _run(workdir, options=None, config=CFG, **kw):
+    return run(config, workdir, options=options or SearchOptions(), evaluator=ToyEvaluator(SPACE),
+               coster=ToyCoster(SPACE), progress=False, **kw)
+
+
+def test_run_writes_a_self_describing_run_directory(tmp_path):
+    out = _run(tmp_path / "r", SearchOptions(baseline_ppl=30.0))
+    d = tmp_path / "r"
+    for name in ("config.json", "pareto.json", "pareto.csv", "evaluated.csv",
+                 "hypervolume.csv", "metrics.jsonl", "summary.md", "ppl_vs_edp.png",
+                 "ppl_vs_latency.png", "ppl_vs_energy.png", "hypervolume.png",
+                 "state/gemmini-64k-256k.json"):
+        assert (d / name).is_file(), name
+    desc = json.loads((d / "config.json").read_text())
+    assert desc["seed"] == CFG.search.seed and desc["git_commit"]
+    assert desc["config"]["model"]["space"] == "tiny"
+    front = json.loads((d / "pareto.json").read_text())["front"]
+    assert len(front) == out["front_size"] > 0
+    assert all("ppl_valid" in f and "ppl_test" in f for f in front)
+    rows = list(csv.DictReader(open(d / "evaluated.csv")))
+    assert len(rows) == out["n_evaluated"] >= len(front)
+    assert {"arch_id", "hw", "ppl_search", "latency_ms", "energy_mJ", "edp_Js", "params",
+            "flops"} <= set(rows[0])
+    hv = list(csv.DictReader(open(d / "hypervolume.csv")))
+    assert len(hv) == CFG.search.generations + 1
+    summary = (d / "summary.md").read_text()
+    assert "supernet largest" in summary and "from scratch" in summary and "+0.1 ppl" in summary
+    # The largest arch is on the front (lowest ppl), so every budget has a reduction >= 1.
+    assert all(r["reduction"] >= 1.0 for r in out["edp_reduction"]
+               if r["baseline"] == "supernet largest")
+
+
+def test_same_seed_identical_front_and_resume(tmp_path):
+    cfg = replace(CFG, search=replace(CFG.search, population=8, generations=6, seed=7))
+    a = _run(tmp_path / "a", config=cfg)
+    b = _run(tmp_path / "b", config=cfg)
+    assert a["front"] == b["front"]
+
+    seen = []
+
+    def stop(label, gen, row):
+        seen.append(gen)
+        if gen == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "c", config=cfg, on_generation=stop)
+    with pytest.raises(SearchError, match="--resume"):
+        _run(tmp_path / "c", config=cfg)
+    c = _run(tmp_path / "c", config=cfg, resume=True)
+    assert c["front"] == a["front"]
+    gens = [json.loads(x)["generation"] for x in open(tmp_path / "c" / "metrics.jsonl")]
+    assert gens == list(range(7))  # no generation lost or repeated
+    other = replace(cfg, search=replace(cfg.search, seed=8))
+    with pytest.raises(SearchError, match="differs"):
+        _run(tmp_path / "c", config=other, resume=True)
+
+
+def test_two_hardware_configs_merge_fronts(tmp_path):
+    out = _run(tmp_path / "m", SearchOptions(hw="gemmini-64k-256k,gemmini-256k-64k"))
+    hws = {f["hw"] for f in out["front"]}
+    assert hws <= {"gemmini-64k-256k", "gemmini-256k-64k"} and hws
+    assert set(out["hypervolume"]) == {"gemmini-64k-256k", "gemmini-256k-64k"}
+    assert (tmp_path / "m" / "state" / "gemmini-256k-64k.json").is_file()
+
+
+def test_hardware_genes_search(tmp_path):
+    out = _run(tmp_path / "h", SearchOptions(hw="search", hw_budget_kib=160))
+    from cosearch.hw.gemmini import get_hw
+
+    assert all(get_hw(f["hw"]).total_sram_kib <= 160 for f in out["front"])
+    assert set(out["hypervolume"]) == {"hw-search"}
+
+
+def test_bad_input_fails_clearly(tmp_path):
+    with pytest.raises(Exception, match="gemmini-64k-256k") as e:
+        _run(tmp_path / "x", SearchOptions(hw="gemmini-foo"))
+    assert "unknown hardware" in str(e.value)
+    with pytest.raises(InfeasibleError, match="max-ppl"):
+        _run(tmp_path / "y", SearchOptions(max_ppl=1.0))
+    with pytest.raises(InfeasibleError, match="smallest arch"):
+        _run(tmp_path / "z", SearchOptions(max_latency_ms=1e-9))
+    with pytest.raises(SearchError, match="objectives"):
+        _run(tmp_path / "w", SearchOptions(objectives=("edp", "latency")))
+    with pytest.raises(SearchError, match="train_supernet"):
+        run(CFG, tmp_path / "v", coster=ToyCoster(SPACE), progress=False)
+    other = ToyEvaluator(get_preset("cpu").space)
+    with pytest.raises(SearchError, match="--preset cpu"):
+        run(CFG, tmp_path / "u", evaluator=other, coster=ToyCoster(SPACE), progress=False)
