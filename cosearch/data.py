@@ -1,8 +1,8 @@
 """WikiText-2 (word level): reading, vocabulary, batching and perplexity.
 
 Owns turning `wiki.{train,valid,test}.tokens` into integer arrays (one `<eos>` per line,
-vocabulary in order of first appearance in train, as pytorch/examples word_language_model
-does), deterministic training windows and the evaluation windows of a split. It must not
+vocabulary sorted by train frequency, most frequent first, ties in order of first
+appearance, so that an adaptive softmax's shortlist is simply the first ids), deterministic training windows and the evaluation windows of a split. It must not
 know about models: batches are plain numpy arrays.
 """
 
@@ -94,14 +94,15 @@ class Corpus:
 
 
 def _build(path: Path) -> Corpus:
-    index: dict[str, int] = {}
+    words_of = {s: _read_words(path / f"wiki.{s}.tokens") for s in SPLITS}
+    counts: dict[str, int] = {}
+    for w in words_of["train"]:  # dicts keep first-appearance order: the tie-break
+        counts[w] = counts.get(w, 0) + 1
+    order = sorted(counts, key=counts.__getitem__, reverse=True)  # stable sort
+    index = {w: i for i, w in enumerate(order)}
     arrays = {}
     for s in SPLITS:
-        words = _read_words(path / f"wiki.{s}.tokens")
-        if s == "train":
-            for w in words:
-                if w not in index:
-                    index[w] = len(index)
+        words = words_of[s]
         unknown = {w for w in words if w not in index}
         if unknown:
             raise DataError(

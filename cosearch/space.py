@@ -180,13 +180,14 @@ class SearchSpace:
 
     # ----- analytic counts --------------------------------------------------------------
     def param_count(self, arch: Arch, *, embeddings: bool = True) -> int:
-        """Parameters of the standalone subnet: token + position embeddings (if asked),
-        the Transformer blocks and the final LayerNorm. The output layer is excluded: its
-        form is the model's choice (see cosearch.supernet.model.output_param_count)."""
+        """Parameters of the standalone subnet: the Transformer blocks and the final
+        LayerNorm, plus (if asked) a dense vocab x d token embedding tied with the LM head,
+        the hardware workload's view. Positions are sinusoidal (no parameters). The model's
+        own (adaptive) embedding is counted by cosearch.supernet.model.embedding_param_count."""
         d, hd = arch.d_model, self.head_dim
         total = 2 * d  # final LayerNorm
         if embeddings:
-            total += self.vocab * d + self.seq_len * d
+            total += self.vocab * d
         for h, f in zip(arch.heads, arch.d_ffn):
             a = hd * h
             total += 2 * d  # LN1

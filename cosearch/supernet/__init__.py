@@ -1,0 +1,1 @@
+"""The weight-sharing supernet: model, BigNAS training, evaluation and subnet extraction."""

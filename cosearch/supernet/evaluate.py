@@ -1,0 +1,121 @@
+"""Perplexity of any subnet of a trained supernet, one compiled function for all subnets.
+
+Owns the eval step (summed word-level NLL over fixed-shape batches), `evaluate_archs` used
+during training, and `Evaluator`, which loads a run directory and caches perplexities by
+(checkpoint step, split, token budget, arch) in memory and in `ppl_cache.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cosearch.config import RunConfig
+from cosearch.data import eval_batches, load_corpus, perplexity
+from cosearch.space import Arch, SearchSpace
+from cosearch.supernet.model import TransformerLM, arch_masks, token_nll
+from cosearch.supernet.train import (
+    CheckpointError,
+    make_model,
+    read_run_config,
+    restore_params,
+    write_json_atomic,
+)
+
+log = logging.getLogger(__name__)
+CACHE_FILE = "ppl_cache.json"
+
+
+@partial(jax.jit, static_argnames=("model",))
+def eval_step(params, inputs, targets, weights, masks, *, model: TransformerLM):
+    """Summed NLL (nats) and token count of one batch under the subnet `masks`."""
+    blocks = model.apply({"params": params}, inputs, masks)
+    nll = token_nll(blocks, targets, model.clusters.bounds)
+    return (nll * weights).sum(), weights.sum()
+
+
+def split_ppl(model: TransformerLM, params, space: SearchSpace, arch: Arch, tokens: np.ndarray,
+              batch_size: int, max_tokens: int | None = None) -> float:
+    masks = arch_masks(space, arch)
+    tot, n = 0.0, 0.0
+    for x, y, w in eval_batches(tokens, batch_size, space.seq_len, max_tokens):
+        s, c = eval_step(params, x, y, w, masks, model=model)
+        tot += float(s)
+        n += float(c)
+    return perplexity(tot, n)
+
+
+def evaluate_archs(config: RunConfig, model: TransformerLM, params, archs: dict[str, Arch],
+                   tokens: np.ndarray, max_tokens: int | None = None) -> dict[str, float]:
+    return {k: split_ppl(model, params, config.space, a, tokens, config.data.eval_batch_size,
+                         max_tokens) for k, a in archs.items()}
+
+
+class Evaluator:
+    """Perplexity of subnets of one trained run (supernet or from-scratch)."""
+
+    def __init__(self, workdir: str | Path, data_dir: str | None = None,
+                 expect_space: str | None = None):
+        self.workdir = Path(workdir)
+        desc = read_run_config(self.workdir)
+        self.config = RunConfig.from_dict(desc["config"])
+        self.space = self.config.space
+        if expect_space is not None and self.space.name != expect_space:
+            raise CheckpointError(
+                f"checkpoint '{workdir}' was trained on search space '{self.space.name}', not "
+                f"'{expect_space}'; pass a checkpoint of preset '{expect_space}' or use "
+                f"--preset {self.space.name}")
+        self.from_scratch = (Arch.from_dict(desc["from_scratch"]) if desc.get("from_scratch")
+                             else None)
+        self.corpus = load_corpus(data_dir or self.config.data.data_dir or None)
+        if self.corpus.vocab_size != desc["vocab_size"]:
+            raise CheckpointError(
+                f"data has a vocabulary of {self.corpus.vocab_size} words but '{workdir}' was "
+                f"trained on {desc['vocab_size']}: wrong --data-dir?")
+        self.model = make_model(self.config, self.corpus.vocab_size)
+        self.params, self.step = restore_params(self.workdir, self.model, self.space)
+        self._cache_path = self.workdir / CACHE_FILE
+        self._cache: dict[str, float] = {}
+        if self._cache_path.is_file():
+            try:
+                self._cache = json.loads(self._cache_path.read_text())
+            except json.JSONDecodeError:
+                log.warning("ignoring corrupt %s", self._cache_path)
+
+    def _key(self, arch: Arch, split: str, max_tokens: int | None) -> str:
+        return f"{self.step}|{split}|{max_tokens or 0}|{arch.to_json()}"
+
+    def perplexity(self, arch: Arch, split: str = "valid", max_tokens: int | None = None,
+                   *, save: bool = True) -> float:
+        """Word-level perplexity of `arch` on `split` (first `max_tokens` tokens, or all)."""
+        self.space.validate(arch)
+        if self.from_scratch is not None and arch != self.from_scratch:
+            raise CheckpointError(f"'{self.workdir}' is a from-scratch model of "
+                                  f"{self.from_scratch.short()}, not a supernet")
+        key = self._key(arch, split, max_tokens)
+        if key not in self._cache:
+            self._cache[key] = split_ppl(self.model, self.params, self.space, arch,
+                                         self.corpus.split(split),
+                                         self.config.data.eval_batch_size, max_tokens)
+            if save:
+                self.save_cache()
+        return self._cache[key]
+
+    def save_cache(self) -> None:
+        try:
+            write_json_atomic(self._cache_path, self._cache)
+        except OSError as e:  # a read-only checkpoint (e.g. committed) still evaluates
+            log.debug("cannot write %s: %s", self._cache_path, e)
+
+
+def load_evaluator(checkpoint_dir: str | Path, data_dir: str | None = None,
+                   expect_space: str | None = None) -> Evaluator:
+    return Evaluator(checkpoint_dir, data_dir, expect_space)
+
+
