@@ -1,0 +1,350 @@
+"""LUT format and lookup: per-GEMM cost tables on disk, and the arch coster on top.
+
+Owns the LUT file layout (documented in lut/README.md), reading/writing rows atomically,
+and `Coster`: cost of a whole `Arch` on a `GemminiConfig` (latency, energy, EDP,
+per-op-kind breakdown, backbone-only vs end-to-end), cached, with a vectorised fast path
+for the co-search. Shapes missing from a LUT fall back to the analytical model (warned
+once, counted) unless `strict=True`. It must not run Timeloop (see `timeloop`).
+
+Layout under the LUT directory (default: the repository's lut/):
+  <preset>/<hw>.csv                    analytical, regime optimal (+ <hw>.meta.json)
+  <preset>/gemmini-tiler/<hw>.csv      analytical, regime gemmini-tiler
+  <preset>/timeloop/<hw>.csv           real Timeloop (regime optimal); preferred by 'auto'
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cosearch.hw.cost_model import REGIMES, gemm_cost, nonlinear_cost
+from cosearch.hw.gemmini import GemminiConfig, get_hw
+from cosearch.hw.workload import GEMM_KINDS, NONLINEAR_KINDS, arch_ops
+from cosearch.space import Arch, SearchSpace
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LUT_DIR = Path(__file__).resolve().parents[2] / "lut"
+LUT_COLUMNS = ("hw", "regime", "op", "M", "K", "N", "cycles", "energy_pJ", "backend",
+               "victory", "tries", "mapper_seconds")
+BACKENDS = ("auto", "lut", "analytical")
+KINDS = GEMM_KINDS + NONLINEAR_KINDS
+
+
+def lut_path(lut_dir: str | Path, preset: str, hw: str, regime: str = "optimal",
+             backend: str = "analytical") -> Path:
+    """Where the LUT of (preset, hw, regime, backend) lives (see the module docstring)."""
+    base = Path(lut_dir) / preset
+    if backend == "timeloop":
+        return base / "timeloop" / f"{hw}.csv"
+    return base / f"{hw}.csv" if regime == "optimal" else base / regime / f"{hw}.csv"
+
+
+def meta_path(csv_path: str | Path) -> Path:
+    p = Path(csv_path)
+    return p.with_name(p.stem + ".meta.json")
+
+
+def read_lut(path: str | Path) -> list[dict]:
+    """Rows of a LUT CSV as dicts (numbers converted)."""
+    out = []
+    with Path(path).open(newline="") as f:
+        for r in csv.DictReader(f):
+            for k in ("M", "K", "N", "victory", "tries"):
+                if r.get(k) not in (None, ""):
+                    r[k] = int(float(r[k]))
+            for k in ("cycles", "energy_pJ", "mapper_seconds"):
+                if r.get(k) not in (None, ""):
+                    r[k] = float(r[k])
+            out.append(r)
+    return out
+
+
+def write_lut(path: str | Path, rows: Iterable[dict]) -> None:
+    """Write rows atomically (temp file in the same directory, then os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=LUT_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: _fmt(r.get(k, "")) for k in LUT_COLUMNS})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.6g}" if abs(v) < 1e6 or v != int(v) else f"{v:.1f}"
+    return v
+
+
+class LutTable:
+    """(M, K, N) -> (cycles, energy_pJ) from one LUT file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.table: dict[tuple[int, int, int], tuple[float, float]] = {}
+        for r in read_lut(path):
+            self.table[(r["M"], r["K"], r["N"])] = (r["cycles"], r["energy_pJ"])
+
+    def get(self, shape: tuple[int, int, int]) -> tuple[float, float] | None:
+        return self.table.get(shape)
+
+
+@dataclass(frozen=True)
+class ArchCost:
+    """Cost of one prefill of an arch on one config. Cycles at the config's clock."""
+
+    latency_cycles: float
+    energy_pJ: float
+    backbone_latency_cycles: float
+    backbone_energy_pJ: float
+    breakdown: dict[str, tuple[float, float]]  # op kind -> (cycles, pJ)
+    clock_ghz: float = 1.0
+
+    @property
+    def latency_s(self) -> float:
+        return self.latency_cycles / (self.clock_ghz * 1e9)
+
+    @property
+    def energy_J(self) -> float:
+        return self.energy_pJ * 1e-12
+
+    @property
+    def edp(self) -> float:
+        """Energy-delay product in J*s (end to end)."""
+        return self.energy_J * self.latency_s
+
+    @property
+    def backbone_edp(self) -> float:
+        return self.backbone_energy_pJ * 1e-12 * self.backbone_latency_cycles / (
+            self.clock_ghz * 1e9)
+
+
+class Coster:
+    """Cost of archs of `space` on Gemmini configs, from LUTs or the analytical model.
+
+    backend: 'lut' (the LUT file must exist), 'analytical' (model only) or 'auto' (LUT if
+    present - real Timeloop first for regime optimal - else the model). Shapes missing
+    from a LUT use the model (warning once, counted in `fallbacks`) unless strict=True."""
+
+    def __init__(self, space: SearchSpace, *, seq_len: int | None = None,
+                 regime: str = "optimal", lut_dir: str | Path | None = None,
+                 backend: str = "auto", strict: bool = False) -> None:
+        if regime not in REGIMES:
+            raise ValueError(f"unknown regime '{regime}'; known: {', '.join(REGIMES)}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend '{backend}'; known: {', '.join(BACKENDS)}")
+        self.space = space
+        self.seq_len = space.seq_len if seq_len is None else int(seq_len)
+        self.regime = regime
+        self.lut_dir = DEFAULT_LUT_DIR if lut_dir is None else Path(lut_dir)
+        self.backend = backend
+        self.strict = strict
+        self.fallbacks = 0
+        self._warned = False
+        self._tables: dict[str, LutTable | None] = {}
+        self._fast: dict[str, dict] = {}
+        self._cache: dict[tuple[Arch, str], ArchCost] = {}
+
+    # --- per-shape costs ----------------------------------------------------------------
+    def table_for(self, hw: GemminiConfig) -> LutTable | None:
+        """The LUT used for `hw` (None: analytical)."""
+        if hw.name in self._tables:
+            return self._tables[hw.name]
+        table = None
+        if self.backend != "analytical":
+            cands = [lut_path(self.lut_dir, self.space.name, hw.name, self.regime)]
+            if self.regime == "optimal":
+                cands.insert(0, lut_path(self.lut_dir, self.space.name, hw.name,
+                                         backend="timeloop"))
+            found = [p for p in cands if p.exists()]
+            if found:
+                table = LutTable(found[0])
+                log.info("costing %s on %s from %s", self.space.name, hw.name, found[0])
+            elif self.backend == "lut":
+                raise FileNotFoundError(
+                    f"no LUT for preset '{self.space.name}', {hw.name}, regime {self.regime} "
+                    f"(looked for {', '.join(map(str, cands))}); build it with: python -m "
+                    f"cosearch.build_lut --preset {self.space.name} --hw {hw.name} "
+                    f"--backend analytical --regime {self.regime}, or use backend='auto'"
+                )
+        self._tables[hw.name] = table
+        return table
+
+    def gemm_costs(self, shapes: list[tuple[int, int, int]],
+                   hw: GemminiConfig) -> tuple[np.ndarray, np.ndarray]:
+        """(cycles, energy_pJ) arrays for GEMM shapes on `hw`."""
+        table = self.table_for(hw)
+        cyc = np.full(len(shapes), np.nan)
+        en = np.full(len(shapes), np.nan)
+        if table is not None:
+            for i, s in enumerate(shapes):
+                v = table.get(tuple(int(x) for x in s))
+                if v is not None:
+                    cyc[i], en[i] = v
+        miss = np.isnan(cyc)
+        if miss.any():
+            if table is not None:
+                missing = [shapes[i] for i in np.where(miss)[0]]
+                if self.strict:
+                    raise KeyError(
+                        f"{len(missing)} GEMM shape(s) (M,K,N) missing from {table.path}, "
+                        f"e.g. {missing[:3]}; rebuild it with python -m cosearch.build_lut "
+                        f"--preset {self.space.name} --hw {hw.name} (or strict=False)"
+                    )
+                self.fallbacks += len(missing)
+                if not self._warned:
+                    log.warning("%d GEMM shape(s) missing from %s (e.g. %s): using the "
+                                "analytical model for them (further misses are only counted "
+                                "in Coster.fallbacks)", len(missing), table.path, missing[:3])
+                    self._warned = True
+            arr = np.asarray([shapes[i] for i in np.where(miss)[0]])
+            c = gemm_cost(arr[:, 0], arr[:, 1], arr[:, 2], hw, regime=self.regime)
+            cyc[miss], en[miss] = c["cycles"], c["energy_pJ"]
+        return cyc, en
+
+    # --- fast path ----------------------------------------------------------------------
+    def _tables_for(self, hw: GemminiConfig) -> dict:
+        """Per-choice costs of every op of the space at this seq_len on `hw`."""
+        if hw.name in self._fast:
+            return self._fast[hw.name]
+        sp, L, hd = self.space, self.seq_len, self.space.head_dim
+        D, H, F = sp.d_model, sp.heads, sp.d_ffn
+        shapes, index = [], {}
+
+        def add(key, shape):
+            index[key] = len(shapes)
+            shapes.append(shape)
+
+        for d in D:
+            add(("lm_head", d), (L, d, sp.vocab))
+            for h in H:
+                add(("qkv", d, h), (L, d, hd * h))
+                add(("out_proj", d, h), (L, hd * h, d))
+            for f in F:
+                add(("ffn1", d, f), (L, d, f))
+                add(("ffn2", d, f), (L, f, d))
+        add(("attn_score",), (L, hd, L))
+        add(("attn_context",), (L, L, hd))
+        cyc, en = self.gemm_costs(shapes, hw)
+        ce = np.stack([cyc, en], axis=-1)  # (S, 2)
+
+        def grid(kind, outer, inner):
+            return np.array([[ce[index[(kind, a, b)]] for b in inner] for a in outer])
+
+        nl = {k: np.stack(nonlinear_cost(k, 1.0, hw)) for k in NONLINEAR_KINDS}  # per element
+        t = {
+            "qkv": 3 * grid("qkv", D, H),  # (nD, nH, 2)
+            "out_proj": grid("out_proj", D, H),
+            "ffn1": grid("ffn1", D, F),  # (nD, nF, 2)
+            "ffn2": grid("ffn2", D, F),
+            "lm_head": np.array([ce[index[("lm_head", d)]] for d in D]),  # (nD, 2)
+            "attn_score": ce[index[("attn_score",)]],  # per head
+            "attn_context": ce[index[("attn_context",)]],
+            "softmax_el": nl["softmax"], "layernorm_el": nl["layernorm"],
+            "gelu_el": nl["gelu"], "residual_el": nl["residual"],
+        }
+        self._fast[hw.name] = t
+        return t
+
+    def cost_many(self, archs: list[Arch], hw: str | GemminiConfig) -> list[ArchCost]:
+        """Vectorised cost of many archs on one config (the co-search's fast path)."""
+        cfg = get_hw(hw)
+        if not archs:
+            return []
+        sp, L = self.space, self.seq_len
+        try:
+            di = np.array([sp.d_model.index(a.d_model) for a in archs])
+            nmax = max(a.n_layers for a in archs)
+            hi = np.zeros((len(archs), nmax), dtype=np.int64)
+            fi = np.zeros((len(archs), nmax), dtype=np.int64)
+            hv = np.zeros((len(archs), nmax))
+            fv = np.zeros((len(archs), nmax))
+            mask = np.zeros((len(archs), nmax))
+            for r, a in enumerate(archs):
+                n = a.n_layers
+                hi[r, :n] = [sp.heads.index(h) for h in a.heads]
+                fi[r, :n] = [sp.d_ffn.index(f) for f in a.d_ffn]
+                hv[r, :n], fv[r, :n], mask[r, :n] = a.heads, a.d_ffn, 1.0
+        except ValueError:
+            return [self._cost_slow(a, cfg) for a in archs]
+        t = self._tables_for(cfg)
+        dv = np.array([a.d_model for a in archs], dtype=float)
+        m = mask[..., None]
+        D2 = di[:, None]
+        parts = {
+            "qkv": (t["qkv"][D2, hi] * m).sum(1),
+            "out_proj": (t["out_proj"][D2, hi] * m).sum(1),
+            "ffn1": (t["ffn1"][D2, fi] * m).sum(1),
+            "ffn2": (t["ffn2"][D2, fi] * m).sum(1),
+            "attn_score": (hv * mask).sum(1)[:, None] * t["attn_score"],
+            "attn_context": (hv * mask).sum(1)[:, None] * t["attn_context"],
+            "softmax": (hv * mask).sum(1)[:, None] * (L * L) * t["softmax_el"],
+            "layernorm": ((2 * mask.sum(1) + 1) * L * dv)[:, None] * t["layernorm_el"],
+            "gelu": ((fv * mask).sum(1) * L)[:, None] * t["gelu_el"],
+            "residual": (2 * mask.sum(1) * L * dv)[:, None] * t["residual_el"],
+            "lm_head": t["lm_head"][di],
+        }
+        total = sum(parts.values())
+        backbone = total - parts["lm_head"]
+        kinds = list(parts)
+        stacked = np.stack([parts[k] for k in kinds], axis=1)  # (A, kinds, 2)
+        out = []
+        for r in range(len(archs)):
+            bd = {k: (float(stacked[r, j, 0]), float(stacked[r, j, 1]))
+                  for j, k in enumerate(kinds)}
+            out.append(ArchCost(float(total[r, 0]), float(total[r, 1]), float(backbone[r, 0]),
+                                float(backbone[r, 1]), bd, cfg.clock_ghz))
+        return out
+
+    def _cost_slow(self, arch: Arch, cfg: GemminiConfig) -> ArchCost:
+        """Op-list path for archs outside the space's choice lists."""
+        ops = arch_ops(arch, self.space, self.seq_len)
+        gemms = [o for o in ops if o.is_gemm]
+        cyc, en = self.gemm_costs([o.shape for o in gemms], cfg)
+        bd: dict[str, list[float]] = {}
+        for o, c, e in zip(gemms, cyc, en, strict=True):
+            acc = bd.setdefault(o.kind, [0.0, 0.0])
+            acc[0] += o.count * c
+            acc[1] += o.count * e
+        for o in ops:
+            if not o.is_gemm:
+                c, e = nonlinear_cost(o.kind, o.elements * o.count, cfg)
+                acc = bd.setdefault(o.kind, [0.0, 0.0])
+                acc[0] += float(c)
+                acc[1] += float(e)
+        tc = sum(v[0] for v in bd.values())
+        te = sum(v[1] for v in bd.values())
+        lm = bd.get("lm_head", [0.0, 0.0])
+        return ArchCost(tc, te, tc - lm[0], te - lm[1],
+                        {k: (v[0], v[1]) for k, v in bd.items()}, cfg.clock_ghz)
+
+    def cost(self, arch: Arch, hw: str | GemminiConfig) -> ArchCost:
+        """Cost of one arch on one config (cached)."""
+        cfg = get_hw(hw)
+        key = (arch, cfg.name)
+        if key not in self._cache:
+            self._cache[key] = self.cost_many([arch], cfg)[0]
+        return self._cache[key]
