@@ -1,0 +1,220 @@
+"""The LUT regeneration job behind `python -m cosearch.build_lut`.
+
+Owns the job description (`LutJob`: which shapes, which configs, which backend/regime,
+deterministic), running it in parallel and resumably (rows already in the output file are
+skipped; the file is rewritten atomically as rows finish), and the metadata JSON next to
+every table (backend, regime, tool versions, spec hash, mapper settings, calibration,
+date, git commit, per-row mapper time). It must not define costs itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+import logging
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from cosearch.hw import timeloop
+from cosearch.hw.cost_model import REGIMES, default_calibration, gemm_cost
+from cosearch.hw.gemmini import GemminiConfig
+from cosearch.hw.lut import (
+    DEFAULT_LUT_DIR,
+    lut_path,
+    meta_path,
+    read_lut,
+    write_lut,
+    write_text_atomic,
+)
+from cosearch.hw.workload import space_gemm_shapes
+from cosearch.space import get_space
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LutJob:
+    """What to cost. Either a preset (all GEMM shapes of its space at `seq_lens`) or an
+    explicit shapes file; `out` overrides the output file (one file for all configs)."""
+
+    hws: tuple[GemminiConfig, ...]
+    backend: str = "analytical"  # 'analytical' | 'timeloop'
+    regime: str = "optimal"
+    preset: str | None = None
+    seq_lens: tuple[int, ...] = ()
+    shapes_file: str | None = None
+    out: str | None = None
+    lut_dir: str = str(DEFAULT_LUT_DIR)
+    jobs: int = 1
+    workdir: str | None = None  # Timeloop scratch (default: a temp dir)
+    settings: timeloop.MapperSettings = field(default_factory=timeloop.MapperSettings)
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("analytical", "timeloop"):
+            raise ValueError(f"backend must be 'analytical' or 'timeloop', got '{self.backend}'")
+        if self.regime not in REGIMES:
+            raise ValueError(f"unknown regime '{self.regime}'; known: {', '.join(REGIMES)}")
+        if self.backend == "timeloop" and self.regime != "optimal":
+            raise ValueError("Timeloop searches mappings: only --regime optimal makes sense "
+                             "with --backend timeloop")
+        if (self.preset is None) == (self.shapes_file is None):
+            raise ValueError("give exactly one of --preset or --shapes FILE.csv")
+        if self.shapes_file is not None and self.out is None:
+            raise ValueError("--shapes needs --out FILE.csv")
+
+    def shapes(self) -> list[tuple[str, int, int, int]]:
+        """(op, M, K, N) rows, deduplicated by shape (op names joined with '+'), sorted."""
+        if self.shapes_file is not None:
+            return read_shapes(self.shapes_file)
+        space = get_space(self.preset)
+        rows = space_gemm_shapes(space, self.seq_lens or None)
+        by: dict[tuple[int, int, int], list[str]] = {}
+        for op, M, K, N in rows:
+            by.setdefault((M, K, N), []).append(op)
+        return sorted(((("+".join(dict.fromkeys(v))),) + k for k, v in by.items()),
+                      key=lambda r: (r[1], r[2], r[3]))
+
+    def path(self, hw: GemminiConfig) -> Path:
+        if self.out is not None:
+            return Path(self.out)
+        return lut_path(self.lut_dir, self.preset, hw.name, self.regime, self.backend)
+
+    def description(self) -> dict:
+        """Deterministic job description (hashed into the metadata)."""
+        return {
+            "backend": self.backend, "regime": self.regime, "preset": self.preset,
+            "seq_lens": list(self.seq_lens), "hws": [h.name for h in self.hws],
+            "shapes": [list(s) for s in self.shapes()],
+            "settings": self.settings.to_dict() if self.backend == "timeloop" else None,
+        }
+
+
+def read_shapes(path: str | Path) -> list[tuple[str, int, int, int]]:
+    """A CSV with header M,K,N (optional op column)."""
+    with Path(path).open(newline="") as f:
+        r = csv.DictReader(f)
+        if not r.fieldnames or not {"M", "K", "N"} <= set(r.fieldnames):
+            raise ValueError(f"{path}: expected a CSV header with columns M,K,N; "
+                             f"found {r.fieldnames}")
+        out = []
+        for i, row in enumerate(r, start=2):
+            try:
+                out.append((row.get("op") or "gemm", int(row["M"]), int(row["K"]), int(row["N"])))
+            except ValueError:
+                raise ValueError(f"{path}:{i}: M, K, N must be integers, got {row}") from None
+    return out
+
+
+def git_commit() -> str:
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parent, timeout=10)
+        return r.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _analytical_rows(job: LutJob, hw: GemminiConfig, todo: list) -> list[dict]:
+    if not todo:
+        return []
+    arr = np.array([t[1:] for t in todo])
+    c = gemm_cost(arr[:, 0], arr[:, 1], arr[:, 2], hw, regime=job.regime)
+    return [
+        {"hw": hw.name, "regime": job.regime, "op": t[0], "M": t[1], "K": t[2], "N": t[3],
+         "cycles": float(c["cycles"][i]), "energy_pJ": float(c["energy_pJ"][i]),
+         "backend": "analytical", "victory": "", "tries": "", "mapper_seconds": ""}
+        for i, t in enumerate(todo)
+    ]
+
+
+def _timeloop_row(job: LutJob, hw: GemminiConfig, t: tuple, workroot: Path) -> dict:
+    res = timeloop.cost_gemm(hw, t[1], t[2], t[3], workroot, job.settings)
+    return {"hw": hw.name, "regime": "optimal", "op": t[0], "M": t[1], "K": t[2], "N": t[3],
+            "cycles": res.cycles, "energy_pJ": res.energy_pJ, "backend": "timeloop",
+            "victory": res.victory, "tries": res.tries,
+            "mapper_seconds": round(res.mapper_seconds, 2)}
+
+
+def _meta(job: LutJob, hw: GemminiConfig, rows: list[dict]) -> dict:
+    desc = job.description()
+    meta = {
+        "backend": job.backend, "regime": job.regime, "preset": job.preset,
+        "seq_lens": list(job.seq_lens), "hw": hw.name, "hw_config": hw.__dict__,
+        "n_rows": len(rows), "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(
+            timespec="seconds"),
+        "git_commit": git_commit(),
+        "job_hash": hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16],
+    }
+    if job.backend == "timeloop":
+        secs = [float(r["mapper_seconds"]) for r in rows if r.get("mapper_seconds") != ""]
+        meta.update({
+            "tool_versions": timeloop.tool_versions(),
+            "spec_hash": timeloop.spec_hash(hw, job.settings),
+            "mapper_settings": job.settings.to_dict(),
+            "mapper_seconds_total": float(np.sum(secs)) if secs else 0.0,
+            "rows_rerun": int(sum(1 for r in rows if int(r.get("tries") or 1) > 1)),
+            "note": "per-row mapper time, victory and tries are columns of the CSV",
+        })
+    else:
+        cal = default_calibration()
+        meta.update({
+            "tool_versions": {"cosearch.hw.cost_model": "analytical (no external tool)"},
+            "calibration": {"energy_scale": cal.energy_scale, "cycles_scale": cal.cycles_scale,
+                            "source": cal.source},
+            "model": "cosearch/hw/cost_model.py; per-access energies cosearch/hw/gemmini.py",
+        })
+    return meta
+
+
+def run(job: LutJob) -> list[Path]:
+    """Run the job; returns the files written. Resumable and atomic (see module doc)."""
+    if job.backend == "timeloop":
+        timeloop.require_tools()
+    shapes = job.shapes()
+    written: list[Path] = []
+    out_rows: dict[Path, list[dict]] = {}
+    workroot = Path(job.workdir) if job.workdir else Path(tempfile.mkdtemp(prefix="cosearch-tl-"))
+    for hw in job.hws:
+        path = job.path(hw)
+        if path not in out_rows:
+            out_rows[path] = read_lut(path) if path.exists() else []
+        rows = out_rows[path]
+        done = {(r["hw"], r.get("regime", "optimal"), r["M"], r["K"], r["N"]) for r in rows}
+        todo = [t for t in shapes if (hw.name, job.regime, *t[1:]) not in done]
+        log.info("%s: %d of %d rows to cost (%d already in %s)", hw.name, len(todo),
+                 len(shapes), len(shapes) - len(todo), path)
+        if job.backend == "analytical":
+            with tqdm(total=len(todo), desc=f"{hw.name} analytical", disable=not todo) as bar:
+                rows += _analytical_rows(job, hw, todo)
+                bar.update(len(todo))
+            write_lut(path, rows)
+        else:
+            with ThreadPoolExecutor(max_workers=max(1, job.jobs)) as ex, \
+                    tqdm(total=len(todo), desc=f"{hw.name} timeloop") as bar:
+                futs = [ex.submit(_timeloop_row, job, hw, t, workroot) for t in todo]
+                for fut in as_completed(futs):
+                    rows.append(fut.result())
+                    rows.sort(key=lambda r: (r["hw"], r["M"], r["K"], r["N"]))
+                    write_lut(path, rows)  # atomic: a killed job resumes from here
+                    bar.update(1)
+        rows.sort(key=lambda r: (r["hw"], r["M"], r["K"], r["N"]))
+        write_lut(path, rows)
+        hw_rows = [r for r in rows if r["hw"] == hw.name]
+        if job.out is None:
+            write_text_atomic(meta_path(path), json.dumps(_meta(job, hw, hw_rows), indent=2,
+                                                          sort_keys=True) + "\n")
+        if path not in written:
+            written.append(path)
+    if job.out is not None:
+        metas = {hw.name: _meta(job, hw, [r for r in out_rows[Path(job.out)]
+                                          if r["hw"] == hw.name]) for hw in job.hws}
+        write_text_atomic(meta_path(job.out), json.dumps(metas, indent=2, sort_keys=True) + "\n")
+    return written
