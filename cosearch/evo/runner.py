@@ -107,7 +107,7 @@ def make_coster(config: RunConfig, opts: SearchOptions) -> Any:
 
 
 def _lut_hint(err: Exception, hw: str, config: RunConfig) -> SearchError:
-    msg = str(err)
+    msg = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
     if "build_lut" not in msg:
         msg += (f"; build the table with `python -m cosearch.build_lut --hw {hw} "
                 f"--preset {config.name}` (or pass --lut-dir)")
@@ -135,6 +135,15 @@ def _check_workdir(workdir: Path, desc: dict, resume: bool) -> None:
         if a != b:
             raise SearchError(f"cannot resume '{workdir}': its {key} differs from this run's "
                               f"(saved {a} vs now {b}); rerun with the same flags or a new --out")
+
+
+def cost_source(coster: Any, hw: Any) -> str:
+    """Where the costs of `hw` come from: the LUT file, or the analytical model."""
+    table_for = getattr(coster, "table_for", None)
+    if table_for is None:
+        return type(coster).__name__
+    table = table_for(hw)
+    return str(table.path) if table is not None else "analytical model (no LUT)"
 
 
 def _anchors(problem: Problem, hws: Sequence[Any]) -> list[Evaluation]:
@@ -232,6 +241,7 @@ def run(
     max_latency_s = options.max_latency_ms / 1e3 if options.max_latency_ms else None
     labels = [h.name for h in hws] if hw_space is None else ["hw-search"]
     problems: dict[str, Problem] = {}
+    sources: dict[str, str] = {}
     histories: dict[str, list[dict]] = {}
     metrics_path = workdir / METRICS_FILE
     for k, label in enumerate(labels):
@@ -242,7 +252,7 @@ def run(
         anchor_hws = [hws[k]] if hw_space is None else hw_space.configs()
         try:
             anchors = _anchors(problem, anchor_hws)
-        except (FileNotFoundError, OSError) as e:
+        except (FileNotFoundError, OSError, KeyError) as e:
             raise _lut_hint(e, label, config) from None
         if max_latency_s is not None:
             fastest = min((a for a in anchors if a.arch == config.space.smallest()),
@@ -253,6 +263,13 @@ def run(
                     f"the smallest arch {fastest.arch.short()} takes "
                     f"{fastest.latency_s * 1e3:.4g} ms on {fastest.hw}; raise the limit")
         ref = _reference_point(problem, anchors)
+        sources.update({h.name: cost_source(coster, h) for h in anchor_hws})
+        no_lut = [h.name for h in anchor_hws if sources[h.name].startswith("analytical")]
+        if no_lut and options.backend == "auto":
+            log.warning("no %s LUT of preset '%s' for %s: costing with the analytical model; "
+                        "build one with `python -m cosearch.build_lut --preset %s --hw %s` or "
+                        "pass --lut-dir", options.regime, config.space.name, ",".join(no_lut),
+                        config.space.name, no_lut[0])
 
         def on_gen(gen: int, row: dict, label: str = label) -> None:
             with open(metrics_path, "a") as f:
@@ -266,18 +283,19 @@ def run(
             result = evolve(problem, settings, ref, checkpoint=workdir / STATE_DIR /
                             f"{label}.json", resume=resume, on_generation=on_gen,
                             progress=progress, desc=f"NSGA-II {label}")
-        except (FileNotFoundError, OSError) as e:
+        except (FileNotFoundError, OSError, KeyError) as e:
             raise _lut_hint(e, label, config) from None
         problems[label] = problem
         histories[label] = result.history
 
     return _finish(config, workdir, options, problems, histories, evaluator,
-                   baseline_evaluator, checkpoint, time.perf_counter() - t_start)
+                   baseline_evaluator, checkpoint, time.perf_counter() - t_start, sources)
 
 
 def _finish(config: RunConfig, workdir: Path, options: SearchOptions,
             problems: dict[str, Problem], histories: dict[str, list[dict]], evaluator: Any,
-            baseline_evaluator: Any, checkpoint: str | None, elapsed: float) -> dict:
+            baseline_evaluator: Any, checkpoint: str | None, elapsed: float,
+            sources: dict[str, str]) -> dict:
     space = config.space
     evaluated: list[Evaluation] = [e for p in problems.values() for e in p.evaluations()]
     objectives = options.objectives
@@ -343,7 +361,7 @@ def _finish(config: RunConfig, workdir: Path, options: SearchOptions,
         "preset": config.name, "seed": config.search.seed, "checkpoint": checkpoint,
         "front": [e.to_dict() for e in front],
         "baselines": [asdict(b) for b in baselines], "edp_reduction": reductions,
-        "heterogeneity": het, "time": time_split,
+        "heterogeneity": het, "time": time_split, "cost_source": sources,
     })
     hist_rows = [{"run": k, **r} for k, h in histories.items() for r in h]
     pareto.write_history_csv(workdir / "hypervolume.csv", hist_rows)
@@ -364,6 +382,7 @@ def _finish(config: RunConfig, workdir: Path, options: SearchOptions,
                       f"costing {hw_s:.2f} s, DEAP+bookkeeping "
                       f"{time_split['deap_and_bookkeeping_s']:.1f} s, final re-evaluation "
                       f"{final_s:.1f} s)",
+              "cost source": "; ".join(f"{k}: {v}" for k, v in sources.items()),
               "commit": git_commit()}
     pareto.write_text(workdir / "summary.md", pareto.summary_markdown(
         header=header, front=front, baselines=baselines, histories=histories,
