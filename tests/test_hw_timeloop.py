@@ -1,0 +1,75 @@
+"""Timeloop backend: parser on real output, spec contents, convergence check, binary runs."""
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cosearch.hw import timeloop
+from cosearch.hw.gemmini import get_hw
+
+DATA = Path(__file__).parent / "data" / "timeloop_example" / "gemmini-256k-64k_M128_K768_N768"
+CAL = Path(__file__).parents[1] / "lut" / "timeloop" / "calibration.csv"
+
+
+def test_parse_real_output_matches_calibration_row():
+    res = timeloop.parse_output_dir(DATA)
+    with CAL.open() as f:
+        first = next(csv.DictReader(f))
+    assert res.cycles == 294912 == float(first["cycles"])
+    assert res.energy_pJ == pytest.approx(float(first["energy_pJ"]), abs=1.0)
+    assert res.computes == 128 * 768 * 768
+    assert res.utilization == 1.0
+    assert res.fj_per_compute["DRAM"] == 1250.0 and res.fj_per_compute["MACC"] == 845.0
+
+
+def test_parse_rejects_other_text():
+    with pytest.raises(ValueError, match="Summary Stats"):
+        timeloop.parse_stats("hello")
+
+
+def test_spec_follows_gemmini_model(tmp_path):
+    cfg = get_hw("gemmini-64k-256k")
+    spec = timeloop.build_spec(cfg, 128, 768, 3072)
+    inst = spec["problem.yaml"]["problem"]["instance"]
+    assert (inst["P"], inst["C"], inst["K"], inst["R"], inst["N"]) == (128, 768, 3072, 1, 1)
+    text = yaml.safe_dump(spec["arch.yaml"])
+    assert "depth: 4096" in text  # scratchpad 64 KiB = 4096 rows of 128 bit
+    chip = spec["arch.yaml"]["architecture"]["subtree"][0]["subtree"][0]
+    acc = chip["subtree"][0]["local"][0]
+    assert (acc["name"], acc["attributes"]["depth"]) == ("Accumulator", 4096)  # 256 KiB / 16
+    assert chip["subtree"][0]["name"] == "PECols[0..15]"
+    m = spec["mapper.yaml"]["mapper"]
+    assert m["victory-condition"] == 5000 and m["algorithm"] == "random-pruned"
+    files = timeloop.write_spec(spec, tmp_path)
+    assert all(yaml.safe_load(p.read_text()) for p in files)
+    h1 = timeloop.spec_hash(cfg)
+    assert h1 == timeloop.spec_hash(get_hw("gemmini-64k-256k"))
+    assert h1 != timeloop.spec_hash(get_hw("gemmini-256k-64k"))
+
+
+def test_unconverged_detection():
+    s = timeloop.MapperSettings()
+    ok = timeloop.TimeloopResult(294912, 2.3e8, 1.0, 1, {})
+    slow = timeloop.TimeloopResult(350000, 2.3e8, 0.8, 1, {})
+    costly = timeloop.TimeloopResult(294912, 4e8, 1.0, 1, {})
+    assert not timeloop.looks_unconverged(ok, 294912, 2.2e8, s)
+    assert timeloop.looks_unconverged(slow, 294912, 2.2e8, s)
+    assert timeloop.looks_unconverged(costly, 294912, 2.2e8, s)
+
+
+def test_missing_tools_error_says_what_to_do(monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(timeloop.TimeloopNotFound, match="analytical"):
+        timeloop.require_tools()
+
+
+@pytest.mark.timeloop
+@pytest.mark.skipif(shutil.which("timeloop-mapper") is None or shutil.which("accelergy") is None,
+                    reason="timeloop-mapper/accelergy not on PATH (never installed by cosearch)")
+def test_real_timeloop_run(tmp_path):
+    res = timeloop.cost_gemm(get_hw("gemmini-256k-64k"), 128, 64, 128, tmp_path)
+    assert res.cycles == pytest.approx(4096, rel=0.05)
+    assert res.energy_pJ == pytest.approx(3873586.5, rel=0.1)
