@@ -327,14 +327,16 @@ def _tiler(M, K, N, h, cal) -> dict[str, np.ndarray]:
     sp_read = MK * Jp + reg_fill  # each A block streamed once per J block of its tile
     acc_upd = MN * Kp
     acc_read = MN * (Kp - 1) + MN  # read-modify-write after the first k block + mvout
-    # cycles: padded blocks on the array, per tile max(compute, DMA), plus overheads
+    # cycles: padded blocks on the array; per tile max(compute, DMA) with the tile averages
+    # (edge tiles are smaller: Gemmini computes only the blocks that exist), plus overheads
     n_tiles = I0 * J0 * K0
-    blocks_tile = tI * tJ * tK
-    compute_tile = blocks_tile * dim + tJ * tK * FILL_DRAIN_CYCLES_PER_BLOCK
-    dma_bytes_tile = (a_dram + b_dram) / n_tiles + c_dram / (I0 * J0 * K0)
-    mvins_tile = np.ceil(tI * tK / MAX_BLOCK_LEN) * dim + np.ceil(tK * tJ / MAX_BLOCK_LEN) * dim
-    mvouts_tile = tI * tJ * dim / K0
-    dma_tile = dma_bytes_tile / h["bw"] + (mvins_tile + mvouts_tile) * DMA_INSTR_CYCLES / dim
+    compute_tile = Ip * Jp * Kp * dim / n_tiles + (
+        Jp * Kp * I0 * FILL_DRAIN_CYCLES_PER_BLOCK / n_tiles)
+    dma_bytes_tile = dram / n_tiles
+    # mvin: one instruction per DIM rows x MAX_BLOCK_LEN blocks; mvout: one per DIM x DIM
+    n_instr = (I0 * J0 * K0 * (tI * np.ceil(tK / MAX_BLOCK_LEN) + tK * np.ceil(tJ / MAX_BLOCK_LEN))
+               + Ip * Jp)
+    dma_tile = dma_bytes_tile / h["bw"] + n_instr * DMA_INSTR_CYCLES / n_tiles
     tile_cycles = np.maximum(compute_tile, dma_tile) + TILE_OVERHEAD_CYCLES
     prologue = (tI * tK + tK * tJ) * dim * dim / h["bw"]  # first tile's loads, not hidden
     cycles = n_tiles * tile_cycles + prologue
