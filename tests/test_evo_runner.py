@@ -68,7 +68,7 @@ def test_same_seed_identical_front_and_resume(tmp_path):
         _run(tmp_path / "c", config=cfg, on_generation=stop)
     with pytest.raises(SearchError, match="--resume"):
         _run(tmp_path / "c", config=cfg)
-    c = _run(tmp_path / "c", config=cfg, resume=True)
+    c = _run(tmp_path / "c", SearchOptions(baseline_ppl=50.0), config=cfg, resume=True)
     assert c["front"] == a["front"]
     gens = [json.loads(x)["generation"] for x in open(tmp_path / "c" / "metrics.jsonl")]
     assert gens == list(range(7))  # no generation lost or repeated
@@ -105,6 +105,9 @@ def test_bad_input_fails_clearly(tmp_path):
         _run(tmp_path / "w", SearchOptions(objectives=("edp", "latency")))
     with pytest.raises(SearchError, match="train_supernet"):
         run(CFG, tmp_path / "v", coster=ToyCoster(SPACE), progress=False)
+    with pytest.raises(SearchError, match="cosearch.build_lut"):
+        run(CFG, tmp_path / "t", evaluator=ToyEvaluator(SPACE), progress=False,
+            options=SearchOptions(backend="lut", lut_dir=str(tmp_path / "no_luts")))
     other = ToyEvaluator(get_preset("cpu").space)
     with pytest.raises(SearchError, match="--preset cpu"):
         run(CFG, tmp_path / "u", evaluator=other, coster=ToyCoster(SPACE), progress=False)

@@ -63,6 +63,10 @@ class SearchOptions:
     final_eval: bool = True  # re-evaluate the front on the full valid and test splits
 
 
+#: Options that only change the reports, so a resumed run may change them.
+REPORT_ONLY = ("baseline_ppl", "baseline_checkpoint", "final_eval")
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -130,8 +134,9 @@ def _check_workdir(workdir: Path, desc: dict, resume: bool) -> None:
             b = json.loads(json.dumps(b))
             a.get("search", {}).pop("generations", None)
             b.get("search", {}).pop("generations", None)
-        elif key == "options":
-            b = json.loads(json.dumps(b))
+        elif key == "options":  # report-only options may change on resume
+            a = {k: v for k, v in a.items() if k not in REPORT_ONLY}
+            b = {k: v for k, v in json.loads(json.dumps(b)).items() if k not in REPORT_ONLY}
         if a != b:
             raise SearchError(f"cannot resume '{workdir}': its {key} differs from this run's "
                               f"(saved {a} vs now {b}); rerun with the same flags or a new --out")
