@@ -164,17 +164,18 @@ class Coster:
         self.strict = strict
         self.fallbacks = 0
         self._warned = False
-        self._tables: dict[str, LutTable | None] = {}
-        self._fast: dict[str, dict] = {}
-        self._cache: dict[tuple[Arch, str], ArchCost] = {}
+        self._tables: dict[GemminiConfig, LutTable | None] = {}
+        self._fast: dict[GemminiConfig, dict] = {}
+        self._cache: dict[tuple[Arch, GemminiConfig], ArchCost] = {}
 
     # --- per-shape costs ----------------------------------------------------------------
     def table_for(self, hw: GemminiConfig) -> LutTable | None:
         """The LUT used for `hw` (None: analytical)."""
-        if hw.name in self._tables:
-            return self._tables[hw.name]
+        if hw in self._tables:
+            return self._tables[hw]
         table = None
-        if self.backend != "analytical":
+        # a LUT is keyed by name: only configs the name fully describes may use it
+        if self.backend != "analytical" and hw == get_hw(hw.name):
             cands = [lut_path(self.lut_dir, self.space.name, hw.name, self.regime)]
             if self.regime == "optimal":
                 cands.insert(0, lut_path(self.lut_dir, self.space.name, hw.name,
@@ -190,7 +191,7 @@ class Coster:
                     f"cosearch.build_lut --preset {self.space.name} --hw {hw.name} "
                     f"--backend analytical --regime {self.regime}, or use backend='auto'"
                 )
-        self._tables[hw.name] = table
+        self._tables[hw] = table
         return table
 
     def gemm_costs(self, shapes: list[tuple[int, int, int]],
@@ -228,8 +229,8 @@ class Coster:
     # --- fast path ----------------------------------------------------------------------
     def _tables_for(self, hw: GemminiConfig) -> dict:
         """Per-choice costs of every op of the space at this seq_len on `hw`."""
-        if hw.name in self._fast:
-            return self._fast[hw.name]
+        if hw in self._fast:
+            return self._fast[hw]
         sp, L, hd = self.space, self.seq_len, self.space.head_dim
         D, H, F = sp.d_model, sp.heads, sp.d_ffn
         shapes, index = [], {}
@@ -266,7 +267,7 @@ class Coster:
             "softmax_el": nl["softmax"], "layernorm_el": nl["layernorm"],
             "gelu_el": nl["gelu"], "residual_el": nl["residual"],
         }
-        self._fast[hw.name] = t
+        self._fast[hw] = t
         return t
 
     def cost_many(self, archs: list[Arch], hw: str | GemminiConfig) -> list[ArchCost]:
@@ -344,7 +345,7 @@ class Coster:
     def cost(self, arch: Arch, hw: str | GemminiConfig) -> ArchCost:
         """Cost of one arch on one config (cached)."""
         cfg = get_hw(hw)
-        key = (arch, cfg.name)
+        key = (arch, cfg)
         if key not in self._cache:
             self._cache[key] = self.cost_many([arch], cfg)[0]
         return self._cache[key]
