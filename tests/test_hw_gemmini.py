@@ -54,6 +54,10 @@ def test_hw_space_budget_and_codec():
         DEFAULT_HW_SPACE.encode(get_hw("gemmini-512k-512k"))
     sp = HwSearchSpace(pe=(8, 16, 32), budget_kib=1024)
     assert {c.pe_rows for c in sp.configs()} == {8, 16, 32}
+    area = HwSearchSpace(budget_kib=1024, budget_mm2=get_hw("gemmini-64k-256k").area_mm2())
+    assert all(c.area_mm2() <= area.budget_mm2 for c in area.configs())
+    assert get_hw("gemmini-64k-256k") in area.configs()
+    assert area.feasible(area.decode(area.repair([5, 5, 0])))
     assert [c.name for c in parse_hw_list("gemmini-64k-256k,gemmini-256k-64k")] == [
         "gemmini-64k-256k", "gemmini-256k-64k"]
     assert len(parse_hw_list("grid")) == len(cfgs)

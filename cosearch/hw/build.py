@@ -94,6 +94,10 @@ class LutJob:
             "seq_lens": list(self.seq_lens), "hws": [h.name for h in self.hws],
             "shapes": [list(s) for s in self.shapes()],
             "settings": self.settings.to_dict() if self.backend == "timeloop" else None,
+            "spec_hashes": ({h.name: timeloop.spec_hash(h, self.settings) for h in self.hws}
+                            if self.backend == "timeloop" else None),
+            "calibration": (default_calibration().__dict__ if self.backend == "analytical"
+                            else None),
         }
 
 

@@ -122,12 +122,14 @@ def _sort_key(name: str) -> tuple:
 class HwSearchSpace:
     """Buffer sizes (KiB, powers of two) and PE array sizes searched jointly with the model,
     under a total-SRAM budget (scratchpad + accumulator KiB; default 320 = both thesis
-    configs). Genes: [scratchpad index, accumulator index, PE index]."""
+    configs) and optionally an SRAM-area budget (mm^2, CACTI 40 nm; `area_mm2`).
+    Genes: [scratchpad index, accumulator index, PE index]."""
 
     sp_kib: tuple = (16, 32, 64, 128, 256, 512)
     acc_kib: tuple = (16, 32, 64, 128, 256, 512)
     pe: tuple = (16,)
     budget_kib: int = 320
+    budget_mm2: float | None = None
 
     def contains(self, cfg: GemminiConfig) -> bool:
         return (
@@ -135,7 +137,7 @@ class HwSearchSpace:
             and cfg.acc_kib in self.acc_kib
             and cfg.pe_rows == cfg.pe_cols
             and cfg.pe_rows in self.pe
-            and cfg.total_sram_kib <= self.budget_kib
+            and self.feasible(cfg)
         )
 
     def configs(self) -> list[GemminiConfig]:
@@ -145,7 +147,7 @@ class HwSearchSpace:
             for s in self.sp_kib:
                 for a in self.acc_kib:
                     cfg = GemminiConfig(sp_kib=s, acc_kib=a, pe_rows=p, pe_cols=p)
-                    if cfg.total_sram_kib <= self.budget_kib:
+                    if self.feasible(cfg):
                         out.append(cfg)
         return out
 
@@ -175,18 +177,21 @@ class HwSearchSpace:
                              acc_kib=self.acc_kib[int(genes[1])], pe_rows=p, pe_cols=p)
 
     def feasible(self, cfg: GemminiConfig) -> bool:
-        return cfg.total_sram_kib <= self.budget_kib
+        """Within the SRAM budget (and the area budget, if any)."""
+        if cfg.total_sram_kib > self.budget_kib:
+            return False
+        return self.budget_mm2 is None or cfg.area_mm2() <= self.budget_mm2
 
     def repair(self, genes) -> list[int]:
-        """Shrink the larger buffer until the config meets the budget."""
+        """Shrink the larger buffer until the config meets the budget(s)."""
         g = [int(x) for x in genes]
         while not self.feasible(self.decode(g)):
-            if self.sp_kib[g[0]] >= self.acc_kib[g[1]] and g[0] > 0:
+            if g[0] == 0 and g[1] == 0:
+                raise ValueError(f"no config of {self} meets its budget")
+            if (self.sp_kib[g[0]] >= self.acc_kib[g[1]] and g[0] > 0) or g[1] == 0:
                 g[0] -= 1
-            elif g[1] > 0:
-                g[1] -= 1
             else:
-                g[0] -= 1
+                g[1] -= 1
         return g
 
 
