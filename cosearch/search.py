@@ -55,7 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-tokens", type=int, help="validation tokens per perplexity during "
                    "search (0 = whole split; default: preset's search.eval_tokens)")
     p.add_argument("--no-final-eval", action="store_true", help="skip re-evaluating the "
-                   "front on the full validation and test splits")
+                   "front on the validation and test splits")
+    p.add_argument("--final-tokens", type=int, default=0, help="tokens of each split for the "
+                   "final re-evaluation (0 = the whole split)")
     p.add_argument("--regime", default="optimal", choices=["optimal", "gemmini-tiler"],
                    help="LUT mapping regime")
     p.add_argument("--lut-dir", help="directory of the cost tables (default: lut/)")
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             backend=args.backend, strict=args.strict, hw_budget_kib=args.hw_budget_kib,
             hw_pe=tuple(int(x) for x in args.hw_pe.split(",")) if args.hw_pe else (),
             baseline_ppl=args.baseline_ppl, baseline_checkpoint=args.baseline_checkpoint,
-            final_eval=not args.no_final_eval)
+            final_eval=not args.no_final_eval, final_tokens=args.final_tokens)
         hw_tag = args.hw.replace(",", "+")
         out = args.out or f"runs/search/{config.name}-{hw_tag}-seed{config.search.seed}"
         summary = run(config, out, checkpoint=args.checkpoint, data_dir=args.data_dir,

@@ -60,11 +60,12 @@ class SearchOptions:
     hw_pe: tuple[int, ...] = ()  # --hw search: PE array sizes (default: the space's)
     baseline_ppl: float | None = None  # from-scratch largest model's validation ppl
     baseline_checkpoint: str | None = None  # ... or its run directory
-    final_eval: bool = True  # re-evaluate the front on the full valid and test splits
+    final_eval: bool = True  # re-evaluate the front on the valid and test splits
+    final_tokens: int = 0  # tokens of each split for that re-evaluation (0 = all)
 
 
 #: Options that only change the reports, so a resumed run may change them.
-REPORT_ONLY = ("baseline_ppl", "baseline_checkpoint", "final_eval")
+REPORT_ONLY = ("baseline_ppl", "baseline_checkpoint", "final_eval", "final_tokens")
 
 
 def git_commit() -> str:
@@ -315,10 +316,13 @@ def _finish(config: RunConfig, workdir: Path, options: SearchOptions,
             f"latency {min(lat, default=math.nan) * 1e3:.4g} ms over {len(evaluated)} pairs; "
             "relax --max-ppl / --max-latency-ms")
     t_final = time.perf_counter()
+    final_tokens = options.final_tokens or None
     if options.final_eval:
+        log.info("re-evaluating %d front members on the valid and test splits (%s tokens)",
+                 len(front), final_tokens or "all")
         for e in front:
-            e.extra["ppl_valid"] = float(evaluator.perplexity(e.arch, "valid", None))
-            e.extra["ppl_test"] = float(evaluator.perplexity(e.arch, "test", None))
+            e.extra["ppl_valid"] = float(evaluator.perplexity(e.arch, "valid", final_tokens))
+            e.extra["ppl_test"] = float(evaluator.perplexity(e.arch, "test", final_tokens))
     final_s = time.perf_counter() - t_final
 
     # Baselines: the largest arch on each hardware of the front (supernet weights), and
@@ -332,14 +336,14 @@ def _finish(config: RunConfig, workdir: Path, options: SearchOptions,
             baseline_evaluator = load_evaluator(options.baseline_checkpoint,
                                                 expect_space=space.name)
         arch = getattr(baseline_evaluator, "from_scratch", None) or largest
-        scratch_ppl = float(baseline_evaluator.perplexity(arch, "valid", None))
+        scratch_ppl = float(baseline_evaluator.perplexity(arch, "valid", final_tokens))
     baselines: list[pareto.Baseline] = []
     any_problem = next(iter(problems.values()))
     for hw in sorted({e.hw for e in front}):
         problem = next((p for p in problems.values() if hw in p.hw_configs), any_problem)
         (b,) = problem.evaluate_pairs([(largest, problem.hw_config(hw))])
-        ppl = float(evaluator.perplexity(largest, "valid", None)) if options.final_eval \
-            else b.ppl
+        ppl = (float(evaluator.perplexity(largest, "valid", final_tokens))
+               if options.final_eval else b.ppl)
         baselines.append(pareto.Baseline("supernet largest", hw, ppl, b.edp, b.latency_s,
                                          b.energy_J))
         if scratch_ppl is not None:
@@ -381,6 +385,8 @@ def _finish(config: RunConfig, workdir: Path, options: SearchOptions,
               "population x generations": f"{config.search.population} x "
                                           f"{config.search.generations}",
               "search eval tokens": config.search.eval_tokens or "all",
+              "final re-evaluation": (f"valid and test, {options.final_tokens or 'all'} "
+                                      "tokens each" if options.final_eval else "off"),
               "constraints": f"max ppl {options.max_ppl}, max latency "
                              f"{options.max_latency_ms} ms",
               "time": f"{time_split['total_s']:.1f} s (perplexity {ppl_s:.1f} s, hardware "

@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--generations", type=int, default=40)
     p.add_argument("--eval-tokens", type=int, help="default: the preset's search.eval_tokens")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--final-eval", action="store_true", help="also re-evaluate the front on "
+                   "the valid and test splits (timed separately; off: ~70 s per member and "
+                   "split on the cpu preset)")
+    p.add_argument("--final-tokens", type=int, default=0)
     p.add_argument("--costing-archs", type=int, default=20_000)
     p.add_argument("--out", default="runs/bench/search", help="search run directory")
     p.add_argument("--json", default="experiments/bench/results/search_bench.json")
@@ -96,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         out = out.with_name(f"{out.name}-{int(time.time())}")
     t = time.perf_counter()
     summary = run(config, out, checkpoint=args.checkpoint, data_dir=args.data_dir,
-                  options=SearchOptions(hw=args.hw),
+                  options=SearchOptions(hw=args.hw, final_eval=args.final_eval,
+                                        final_tokens=args.final_tokens),
                   evaluator=ToyEvaluator(config.space) if args.toy_ppl else None)
     wall = time.perf_counter() - t
     ts = summary["time"]
