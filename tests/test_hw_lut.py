@@ -148,3 +148,14 @@ def test_timeloop_backend_without_tools_fails_clearly(tmp_path, monkeypatch):
     with pytest.raises(TimeloopNotFound, match="never installs"):
         build_lut.main(["--preset", "cpu", "--hw", HW, "--backend", "timeloop",
                         "--lut-dir", str(tmp_path)])
+
+
+def test_write_read_preserves_precision(tmp_path):
+    rows = [{"hw": HW, "regime": "optimal", "op": "x", "M": 1, "K": 2, "N": 3,
+             "cycles": 4259584.0, "energy_pJ": 4063443.123456, "backend": "analytical"}]
+    p = tmp_path / "t.csv"
+    write_lut(p, rows)
+    write_lut(p, read_lut(p))
+    back = read_lut(p)[0]
+    assert back["energy_pJ"] == pytest.approx(4063443.123456, rel=1e-11)
+    assert back["cycles"] == 4259584.0

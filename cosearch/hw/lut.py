@@ -94,8 +94,10 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def _fmt(v):
+    """Floats with 12 significant digits: reading a LUT back and rewriting it (resume)
+    must not lose precision."""
     if isinstance(v, float):
-        return f"{v:.6g}" if abs(v) < 1e6 or v != int(v) else f"{v:.1f}"
+        return f"{v:.12g}"
     return v
 
 
