@@ -39,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "list (one search each, fronts merged), or 'search' to add hardware genes")
     p.add_argument("--hw-budget-kib", type=int, help="--hw search: scratchpad + accumulator "
                    "SRAM budget in KiB (default: the hardware space's, 320)")
+    p.add_argument("--hw-budget-mm2", type=float, help="--hw search: SRAM area budget in "
+                   "mm^2 (CACTI 40 nm; default: none)")
     p.add_argument("--hw-pe", help="--hw search: PE array sizes to search, e.g. 16,32 "
                    "(default: 16 only)")
     p.add_argument("--objectives", default="ppl,edp", help="ppl plus any of edp, latency, "
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             max_ppl=args.max_ppl, max_latency_ms=args.max_latency_ms,
             crossover=args.crossover, regime=args.regime, lut_dir=args.lut_dir,
             backend=args.backend, strict=args.strict, hw_budget_kib=args.hw_budget_kib,
+            hw_budget_mm2=args.hw_budget_mm2,
             hw_pe=tuple(int(x) for x in args.hw_pe.split(",")) if args.hw_pe else (),
             baseline_ppl=args.baseline_ppl, baseline_checkpoint=args.baseline_checkpoint,
             final_eval=not args.no_final_eval, final_tokens=args.final_tokens)

@@ -177,6 +177,13 @@ def test_problem_hw_genes_and_budget():
     assert e_ok.feasible and e_ok.hw == "gemmini-64k-256k"
     assert not e_over.feasible and e_over.violation == pytest.approx(512 / 320 - 1)
     assert math.isnan(e_over.edp)  # over-budget hardware is never costed
+    if "budget_mm2" in gemmini.HwSearchSpace.__dataclass_fields__:  # area budget too
+        thesis = gemmini.get_hw("gemmini-64k-256k")
+        tight = Problem(TINY, toy_perplexity(TINY), ToyCoster(TINY),
+                        hw_space=type(space)(sp_kib=(64,), acc_kib=(256,), budget_mm2=1.0))
+        (e,) = tight.evaluate([TINY.encode(TINY.largest()) + [0, 0, 0]])  # over the budget
+        assert e.hw == thesis.name and not e.feasible
+        assert e.violation == pytest.approx(thesis.area_mm2() / 1.0 - 1)
     res = evolve(prob, Settings(population=8, generations=3, seed=0), (1e3, 1.0, 1.0),
                  progress=False)
     assert all(len(g) == len(prob.gene_cardinalities) for g in res.genomes)

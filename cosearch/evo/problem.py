@@ -205,7 +205,11 @@ class Problem:
         """Relative excess of the hardware over the SRAM budget of the searched space."""
         if self.hw_space is None or self.hw_space.feasible(hw):
             return 0.0
-        return hw.total_sram_kib / self.hw_space.budget_kib - 1.0
+        excess = hw.total_sram_kib / self.hw_space.budget_kib - 1.0
+        area_budget = getattr(self.hw_space, "budget_mm2", None)
+        if area_budget:
+            excess = max(excess, hw.area_mm2() / area_budget - 1.0)
+        return max(excess, 1e-9)  # infeasible however small the excess
 
     def _violation(self, ppl: float, latency_s: float) -> float:
         v = 0.0 if math.isfinite(ppl) else 1e6

@@ -58,6 +58,7 @@ class SearchOptions:
     strict: bool = False
     hw_budget_kib: int | None = None  # --hw search: SRAM budget (default: the space's)
     hw_pe: tuple[int, ...] = ()  # --hw search: PE array sizes (default: the space's)
+    hw_budget_mm2: float | None = None  # --hw search: SRAM area budget (CACTI 40 nm)
     baseline_ppl: float | None = None  # from-scratch largest model's validation ppl
     baseline_checkpoint: str | None = None  # ... or its run directory
     final_eval: bool = True  # re-evaluate the front on the valid and test splits
@@ -90,9 +91,12 @@ def resolve_hw(opts: SearchOptions) -> tuple[list[Any], Any]:
             space = replace(space, budget_kib=int(opts.hw_budget_kib))
         if opts.hw_pe:
             space = replace(space, pe=tuple(opts.hw_pe))
+        if opts.hw_budget_mm2 is not None:
+            space = replace(space, budget_mm2=float(opts.hw_budget_mm2))
         if not space.configs():
-            raise SearchError(f"no hardware config fits the SRAM budget of "
-                              f"{space.budget_kib} KiB; raise --hw-budget-kib")
+            raise SearchError(f"no hardware config fits the budget ({space.budget_kib} KiB "
+                              f"SRAM, area {opts.hw_budget_mm2} mm^2); raise "
+                              "--hw-budget-kib / --hw-budget-mm2")
         return [], space
     names = [n.strip() for n in opts.hw.split(",") if n.strip()]
     if not names:
