@@ -135,27 +135,29 @@ def _components() -> dict:
 
 
 def _constraints(cfg: GemminiConfig) -> dict:
-    """DOSA `mapspace_real_gemmini`: WS, 1 weight per PE, outputs in the accumulator (P
-    innermost), inputs and weights in the scratchpad, free DRAM loops."""
-    return {"mapspace_constraints": {"targets": [
-        {"target": "Registers", "type": "datatype", "keep": ["Weights"],
+    """DOSA `mapspace_real_gemmini`: WS with one weight per PE, outputs in the accumulator
+    (P innermost), C spatial over PE rows and K (GEMM N) over PE columns, inputs and
+    weights in the scratchpad with no temporal loops of its own, free DRAM loops."""
+    R, C = cfg.pe_rows, cfg.pe_cols
+    return {"mapspace_constraints": [
+        {"target": "Registers", "type": "bypass", "keep": ["Weights"],
          "bypass": ["Inputs", "Outputs"]},
-        {"target": "Registers", "type": "temporal", "factors": "R=1 S=1 P=1 Q=1 C=1 K=1 N=1"},
-        {"target": "Accumulator", "type": "datatype", "keep": ["Outputs"],
+        {"target": "Accumulator", "type": "bypass", "keep": ["Outputs"],
          "bypass": ["Weights", "Inputs"]},
-        {"target": "Accumulator", "type": "spatial", "factors": "R=1 S=1 P=1 Q=1 K=1 N=1",
-         "permutation": "CRSPQKN", "split": 0},
-        {"target": "Accumulator", "type": "temporal", "factors": "R=1 S=1 Q=1 N=1",
-         "permutation": "PQNCRSK"},
-        {"target": "Scratchpad", "type": "datatype", "keep": ["Weights", "Inputs"],
+        {"target": "Scratchpad", "type": "bypass", "keep": ["Inputs", "Weights"],
          "bypass": ["Outputs"]},
-        {"target": "Scratchpad", "type": "spatial", "factors": "R=1 S=1 P=1 Q=1 C=1 N=1",
-         "permutation": "KRSPQCN", "split": 1},
-        {"target": "Scratchpad", "type": "temporal", "factors": "R=1 S=1 P=1 Q=1 C=1 K=1 N=1"},
-        {"target": "DRAM", "type": "datatype", "keep": ["Weights", "Inputs", "Outputs"],
+        {"target": "DRAM", "type": "bypass", "keep": ["Weights", "Inputs", "Outputs"],
          "bypass": []},
-        {"target": "DRAM", "type": "temporal", "factors": "R=1 S=1 Q=1 N=1"},
-    ]}}
+        {"target": "Registers", "type": "temporal", "factors": "R=1 S=1 C=1 K=1 N=1 Q=1 P=1",
+         "permutation": "PQRSCKN"},
+        {"target": "Accumulator", "type": "spatial",
+         "factors": f"R=1 S=1 P=1 Q=1 C<={R} K=1 N=1", "permutation": "QKC"},
+        {"target": "Accumulator", "type": "temporal", "permutation": "PQNCRSK"},
+        {"target": "Scratchpad", "type": "spatial",
+         "factors": f"R=1 S=1 P=1 Q=1 N=1 C=1 K<={C}"},
+        {"target": "Scratchpad", "type": "temporal", "factors": "R=1 S=1 P=1 Q=1 C=1 K=1 N=1"},
+        {"target": "DRAM", "type": "temporal"},
+    ]}
 
 
 def _problem(M: int, K: int, N: int) -> dict:
@@ -190,7 +192,6 @@ def _mapper(s: MapperSettings, victory: int | None = None) -> dict:
         "victory-condition": s.victory_condition if victory is None else victory,
         "max-permutations-per-if-visit": s.max_permutations_per_if_visit,
         "live-status": False,
-        "diagnostics": False,
     }}
 
 
