@@ -91,6 +91,11 @@ def test_tiler_regime_large_accumulator_cuts_dram_traffic():
     assert a["dram_bytes"][0] < b["dram_bytes"][0]
     o = gemm_cost(512, 768, 3072, "gemmini-64k-256k")
     assert a["cycles"][0] >= o["cycles"][0]  # the software tiler is never better than optimal
+    # the array works on padded 16x16 blocks: never faster than padded MACs / 256
+    M, K, N = np.array([100, 512, 128]), np.array([70, 64, 768]), np.array([33278, 512, 40])
+    t = gemm_cost(M, K, N, "gemmini-64k-256k", regime="gemmini-tiler")["cycles"]
+    pad = lambda x: np.ceil(x / 16) * 16  # noqa: E731
+    assert np.all(t >= pad(M) * pad(K) * pad(N) / 256)
 
 
 def test_vectorised_equals_scalar_and_errors():

@@ -43,6 +43,13 @@ def test_spec_follows_gemmini_model(tmp_path):
     assert chip["subtree"][0]["name"] == "PECols[0..15]"
     m = spec["mapper.yaml"]["mapper"]
     assert m["victory-condition"] == 5000 and m["algorithm"] == "random-pruned"
+    cons = {(c["target"], c["type"]): c for c in spec["constraints.yaml"]["mapspace_constraints"]}
+    assert "C<=16" in cons[("Accumulator", "spatial")]["factors"]
+    assert "K<=16" in cons[("Scratchpad", "spatial")]["factors"]
+    assert cons[("Accumulator", "bypass")]["keep"] == ["Outputs"]
+    assert cons[("Accumulator", "temporal")]["permutation"].startswith("P")  # P innermost
+    big = timeloop.build_spec(get_hw("gemmini-64k-256k-pe32x32"), 8, 8, 8)
+    assert "PECols[0..31]" in yaml.safe_dump(big["arch.yaml"])
     files = timeloop.write_spec(spec, tmp_path)
     assert all(yaml.safe_load(p.read_text()) for p in files)
     h1 = timeloop.spec_hash(cfg)
