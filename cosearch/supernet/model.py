@@ -235,6 +235,30 @@ class AdaptiveEmbedding(nn.Module):
             blocks.append(jax.nn.log_softmax(z, -1) + head_lp[..., n0 + i - 1 : n0 + i])
         return blocks
 
+    def gathered(self, h, targets, caps: tuple[int, ...]) -> dict:
+        """Training-time outputs: the full head distribution at every position and, for
+        each tail cluster i, its conditional distribution only at (up to caps[i-1])
+        positions whose target lies in that cluster, as PyTorch's adaptive softmax does.
+        The NLL this gives is exact; positions past a cap are dropped (counted)."""
+        c = self.clusters
+        B, L, D = h.shape
+        hf = h.reshape(B * L, D)
+        tf = targets.reshape(B * L)
+        head = hf @ self.tables[0].T + self.biases[0]
+        if c.n > 1:
+            head = jnp.concatenate([head, hf @ self.cluster_w + self.cluster_b], -1)
+        out = {"head": jax.nn.log_softmax(head, -1), "tails": []}
+        for i in range(1, c.n):
+            lo, hi = c.bounds[i], c.bounds[i + 1]
+            inside = (tf >= lo) & (tf < hi)
+            (rows,) = jnp.nonzero(inside, size=caps[i - 1], fill_value=0)
+            valid = jnp.arange(caps[i - 1]) < inside.sum()
+            z = (hf[rows] @ self.projs[i].T) @ self.tables[i].T + self.biases[i]
+            out["tails"].append({"lp": jax.nn.log_softmax(z, -1), "rows": rows,
+                                 "valid": valid, "word": jnp.clip(tf[rows] - lo, 0, hi - lo - 1),
+                                 "overflow": jnp.maximum(inside.sum() - caps[i - 1], 0)})
+        return out
+
 
 class TransformerLM(nn.Module):
     """Pre-LN causal Transformer LM. With `masks`, a supernet; without, a dense model."""
@@ -277,6 +301,10 @@ class TransformerLM(nn.Module):
         """Per-cluster log-probabilities of the next word at every position."""
         return self.embedding.log_prob_blocks(self.hidden(tokens, masks, train))
 
+    def train_outputs(self, tokens, targets, caps, masks=None, train: bool = True) -> dict:
+        """Head distribution everywhere + tail conditionals at their targets' positions."""
+        return self.embedding.gathered(self.hidden(tokens, masks, train), targets, caps)
+
 
 # ----- losses on per-cluster log-probabilities -----------------------------------------------
 def token_nll(blocks: list[jnp.ndarray], targets, bounds: tuple[int, ...]):
@@ -290,9 +318,33 @@ def token_nll(blocks: list[jnp.ndarray], targets, bounds: tuple[int, ...]):
     return nll
 
 
-def distill_kl(teacher: list[jnp.ndarray], student: list[jnp.ndarray]):
-    """KL(teacher || student) per position over the whole vocabulary."""
-    return sum(((jnp.exp(t) * (t - s)).sum(-1) for t, s in zip(teacher, student)))
+def gathered_nll(out: dict, targets, bounds: tuple[int, ...]):
+    """Mean -log p(target) from `AdaptiveEmbedding.gathered` outputs (exact)."""
+    tf = targets.reshape(-1)
+    n0 = bounds[1]
+    head = out["head"]
+    idx = jnp.where(tf < n0, tf, n0 + jnp.searchsorted(jnp.array(bounds[1:-1]), tf, "right") - 1)
+    total = -jnp.take_along_axis(head, idx[:, None], -1).sum()
+    for t in out["tails"]:
+        got = jnp.take_along_axis(t["lp"], t["word"][:, None], -1)[:, 0]
+        total = total - jnp.where(t["valid"], got, 0.0).sum()
+    return total / tf.shape[0]
+
+
+def gathered_kl(teacher: dict, student: dict):
+    """Mean KL(teacher || student): over the head distribution at every position, plus
+    each tail's conditional at the positions gathered for it (the same rows for both, as
+    they depend only on the targets). Tail terms are weighted by the teacher's cluster
+    probability, so the sum is the full-vocabulary KL on those positions."""
+    th, sh = teacher["head"], student["head"]
+    n_pos = th.shape[0]
+    total = (jnp.exp(th) * (th - sh)).sum()
+    n_short = th.shape[1] - len(teacher["tails"])
+    for i, (tt, st) in enumerate(zip(teacher["tails"], student["tails"])):
+        w = jnp.exp(th[tt["rows"], n_short + i]) * tt["valid"]
+        kl = (jnp.exp(tt["lp"]) * (tt["lp"] - st["lp"])).sum(-1)
+        total = total + (w * kl).sum()
+    return total / n_pos
 
 
 # ----- construction helpers ----------------------------------------------------------------

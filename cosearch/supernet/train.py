@@ -32,9 +32,9 @@ from cosearch.supernet.model import (
     TransformerLM,
     arch_masks,
     build_model,
-    distill_kl,
+    gathered_kl,
+    gathered_nll,
     stack_masks,
-    token_nll,
 )
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,22 @@ def init_state(config: RunConfig, model: TransformerLM) -> train_state.TrainStat
 
 
 # ----- the pure step -----------------------------------------------------------------------
-@partial(jax.jit, static_argnames=("model", "distill"), donate_argnums=(0,))
-def train_step(state, inputs, targets, masks, rng, *, model: TransformerLM, distill: bool):
+def tail_caps(model: TransformerLM, train_tokens: np.ndarray, n_positions: int
+              ) -> tuple[int, ...]:
+    """Per-tail-cluster number of positions gathered per step: 1.6x the cluster's share of
+    training tokens plus 2% of the positions (more than any batch of ours needed when
+    measured on WikiText-2; overflowing positions are counted in metrics)."""
+    b = model.clusters.bounds
+    caps = []
+    for i in range(1, model.clusters.n):
+        share = float(((train_tokens >= b[i]) & (train_tokens < b[i + 1])).mean())
+        caps.append(min(n_positions, int(np.ceil(n_positions * (1.6 * share + 0.02)))))
+    return tuple(caps)
+
+
+@partial(jax.jit, static_argnames=("model", "distill", "caps"), donate_argnums=(0,))
+def train_step(state, inputs, targets, masks, rng, *, model: TransformerLM, distill: bool,
+               caps: tuple[int, ...]):
     """One BigNAS step. masks: stacked subnet masks, index 0 = the teacher (largest).
     The teacher learns from the labels; the others from the teacher's stop-gradient soft
     predictions (in-place distillation) or from the labels. Gradients are summed."""
@@ -99,23 +113,24 @@ def train_step(state, inputs, targets, masks, rng, *, model: TransformerLM, dist
     def loss_fn(params):
         def run(i):
             m = jax.tree_util.tree_map(lambda a: a[i], masks)
-            return model.apply({"params": params}, inputs, m, train=True,
-                               rngs={"dropout": jax.random.fold_in(rng, i)})
+            return model.apply({"params": params}, inputs, targets, caps, m, train=True,
+                               rngs={"dropout": jax.random.fold_in(rng, i)},
+                               method=TransformerLM.train_outputs)
 
         teacher = run(0)
-        losses = [token_nll(teacher, targets, bounds).mean()]
-        soft = [jax.lax.stop_gradient(b) for b in teacher]
+        losses = [gathered_nll(teacher, targets, bounds)]
+        soft = jax.lax.stop_gradient(teacher)
         for i in range(1, n_sub):
             out = run(i)
-            if distill:
-                losses.append(distill_kl(soft, out).mean())
-            else:
-                losses.append(token_nll(out, targets, bounds).mean())
-        return sum(losses), jnp.stack(losses)
+            losses.append(gathered_kl(soft, out) if distill
+                          else gathered_nll(out, targets, bounds))
+        overflow = sum(t["overflow"] for t in teacher["tails"])
+        return sum(losses), (jnp.stack(losses), overflow)
 
-    (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (parts, overflow)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads)
-    return state, {"loss": loss, "parts": parts, "grad_norm": optax.global_norm(grads)}
+    return state, {"loss": loss, "parts": parts, "grad_norm": optax.global_norm(grads),
+                   "overflow": overflow}
 
 
 # ----- run directory -----------------------------------------------------------------------
@@ -231,6 +246,7 @@ def run(config: RunConfig, workdir: str | Path, *, resume: bool = False,
     metrics_path = workdir / METRICS_FILE
     end = t.steps if stop_after is None else min(t.steps, start + stop_after)
     tokens_per_step = config.data.batch_size * space.seq_len
+    caps = tail_caps(model, corpus.train, tokens_per_step)
     last: dict = {}
     bar = tqdm(range(start, end), initial=start, total=t.steps, desc="train", unit="step",
                disable=None)
@@ -241,7 +257,7 @@ def run(config: RunConfig, workdir: str | Path, *, resume: bool = False,
             masks = stack_masks([arch_masks(space, a) for a in archs])
             x, y = train_batch(corpus.train, config.data.batch_size, space.seq_len, t.seed, step)
             state, m = train_step(state, x, y, masks, jax.random.fold_in(dropout_key, step),
-                                  model=model, distill=t.distill)
+                                  model=model, distill=t.distill, caps=caps)
             done = step + 1
             if done % t.log_every == 0 or done == end:
                 dt = time.perf_counter() - t0
@@ -250,6 +266,7 @@ def run(config: RunConfig, workdir: str | Path, *, resume: bool = False,
                 last = {"step": done, "loss": float(m["loss"]),
                         "loss_parts": [float(v) for v in m["parts"]],
                         "grad_norm": float(m["grad_norm"]),
+                        "tail_overflow": int(m["overflow"]),
                         "tokens_per_s": tokens_per_step * n_steps / dt, "time": time.time()}
                 mf.write(json.dumps(last) + "\n")
                 mf.flush()

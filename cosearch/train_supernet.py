@@ -1,0 +1,45 @@
+"""Train the BigNAS weight-sharing supernet (or, with --from-scratch, one fixed arch).
+
+    python -m cosearch.train_supernet --preset cpu --workdir runs/supernet-cpu
+    python -m cosearch.train_supernet --preset cpu --from-scratch largest --workdir runs/scratch-cpu
+"""
+
+from __future__ import annotations
+
+import sys
+
+from cosearch.cli import base_parser, main_wrapper, resolve_config, setup_logging
+from cosearch.space import arch_from_arg
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = base_parser(__doc__)
+    p.add_argument("--workdir", default=None, help="run directory (default: runs/supernet-PRESET)")
+    p.add_argument("--steps", type=int, default=None, help="total training steps")
+    p.add_argument("--epochs", type=float, default=None,
+                   help="total training length in epochs of the train split (sets --steps)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --workdir")
+    p.add_argument("--from-scratch", default=None, metavar="ARCH",
+                   help="train one fixed arch: largest, smallest, a JSON object or a JSON file")
+    args = p.parse_args(argv)
+    setup_logging(args.verbose)
+    extra = [] if args.steps is None else [f"train.steps={args.steps}"]
+    cfg = resolve_config(args, extra)
+    if args.epochs is not None:
+        from cosearch.data import load_corpus
+
+        n = len(load_corpus(cfg.data.data_dir or None).train)
+        steps = max(1, round(args.epochs * n / (cfg.data.batch_size * cfg.space.seq_len)))
+        cfg = resolve_config(args, [f"train.steps={steps}"])
+    arch = arch_from_arg(cfg.space, args.from_scratch) if args.from_scratch else None
+    workdir = args.workdir or f"runs/{'scratch' if arch else 'supernet'}-{cfg.name}"
+
+    from cosearch.supernet.train import run  # jax import only once flags are valid
+
+    result = run(cfg, workdir, resume=args.resume, from_scratch=arch)
+    print(f"done: {workdir} step {result.get('step')} loss {result.get('loss', float('nan')):.4f}")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main_wrapper(main))
