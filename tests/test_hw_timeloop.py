@@ -25,6 +25,29 @@ def test_parse_real_output_matches_calibration_row():
     assert res.fj_per_compute["DRAM"] == 1250.0 and res.fj_per_compute["MACC"] == 845.0
 
 
+def test_recosting_timeloops_own_mapping_reproduces_its_counts_and_energy():
+    """The model's access counting, applied to the mapping Timeloop chose, gives Timeloop's
+    per-level counts (stats.txt) and total energy."""
+    from cosearch.hw.cost_model import mapping_cost
+
+    nest = timeloop.parse_map((DATA / "timeloop-mapper.map.txt").read_text())
+    dram = [(d, b) for d, b, sp in nest["DRAM"] if not sp and b > 1]
+    assert dram == [("K", 8), ("C", 16)]
+    trips = {"P": 1, "C": 1, "K": 1}
+    trips.update(dict(dram))
+    inner = {"P": "P", "C": "C", "K": "N"}[dram[-1][0]]
+    got = mapping_cost(128, 768, 768, "gemmini-256k-64k", p=trips["P"], c=trips["C"],
+                       n=trips["K"], inner=inner)
+    # stats.txt: DRAM reads W 589824 + I 786432, output updates 98304; accumulator
+    # 16 x (288768 reads, 294912 updates); scratchpad fills 589824 + 786432
+    assert got["dram"] == 589824 + 786432 + 98304
+    assert got["acc_read"] == 16 * 288768 and got["acc_update"] == 16 * 294912
+    assert got["sp_fill"] == 589824 + 786432 and got["sp_read"] == 589824 + 4718592
+    assert got["cycles"] == 294912
+    assert got["energy_pJ"] == pytest.approx(timeloop.parse_output_dir(DATA).energy_pJ,
+                                             rel=1e-5)
+
+
 def test_parse_rejects_other_text():
     with pytest.raises(ValueError, match="Summary Stats"):
         timeloop.parse_stats("hello")

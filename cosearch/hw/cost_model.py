@@ -183,6 +183,54 @@ class _NextDivisor:
         return self.flat[self.off.reshape(v.shape) + ti]
 
 
+def _ws_mapping(M, K, N, Cs, Ks, p, fW, fI, fO, h, cal):
+    """Cycles, energy and access counts of one mapping of the Timeloop/DOSA Gemmini
+    mapspace: spatial Cs x Ks, P-tile trips `p`, refetch factors of weights / inputs /
+    outputs at DRAM `fW`, `fI`, `fO` (1 for the tensor the innermost DRAM loop does not
+    index). Word counts as Timeloop's (int8 words in DRAM and scratchpad, int32 in the
+    accumulator); arrays broadcast."""
+    macs = M * K * N
+    MK, KN, MN = M * K, K * N, M * N
+    cnt = {
+        "dram": KN * fW + MK * fI + MN * (2 * fO - 1),  # reads + output writes/spills
+        "sp_fill": KN * fW + MK * fI,
+        "reg_fill": KN * p,  # one weight per PE, reloaded per (C, K) step of each P tile
+        "acc_update": macs / Cs,  # one per column per cycle after the spatial C reduction
+        "acc_fill": MN * (fO - 1),  # spilled partial sums read back
+    }
+    cnt["sp_read"] = macs / Ks + cnt["reg_fill"]  # inputs multicast to Ks columns
+    cnt["acc_read"] = cnt["acc_update"] - MN + cnt["acc_fill"]
+    cycles = np.maximum(
+        np.maximum(macs / (Cs * Ks), cnt["dram"] / h["bw"]),
+        np.maximum((cnt["sp_read"] + cnt["sp_fill"]) / (2 * h["cols"]),
+                   (cnt["acc_update"] + cnt["acc_read"] + cnt["acc_fill"]) / (2 * Ks)),
+    )
+    energy = _energy(macs, cnt["reg_fill"], cnt["sp_read"], cnt["sp_fill"], cnt["acc_read"],
+                     cnt["acc_update"] + cnt["acc_fill"], cnt["dram"], h, cal)
+    return cycles, energy, cnt
+
+
+def mapping_cost(M: int, K: int, N: int, hw: str | GemminiConfig, *, p: int, c: int, n: int,
+                 inner: str, calibration: Calibration | None = None) -> dict[str, float]:
+    """Cost of one explicit mapping (DRAM trips p over M, c over K, n over N; `inner` the
+    innermost DRAM loop 'P', 'C' or 'N'), e.g. to re-cost a Timeloop map.txt. Spatial
+    factors are the largest divisors of K and N that fit the array."""
+    if inner not in ("P", "C", "N"):
+        raise ValueError(f"inner must be 'P', 'C' or 'N', got {inner!r}")
+    cfg = get_hw(hw)
+    cal = Calibration() if calibration is None else calibration
+    h = _hw_arrays([cfg], np.array([0]))
+    Mx, Kx, Nx = (np.array([float(v)]) for v in (M, K, N))
+    Cs = _largest_divisor_le(Kx, h["rows"])
+    Ks = _largest_divisor_le(Nx, h["cols"])
+    fW = 1.0 if inner == "P" else float(p)
+    fI = 1.0 if inner == "N" else float(n)
+    fO = 1.0 if inner == "C" else float(c)
+    cycles, energy, cnt = _ws_mapping(Mx, Kx, Nx, Cs, Ks, float(p), fW, fI, fO, h, cal)
+    return {"cycles": float(cycles[0]), "energy_pJ": float(energy[0]),
+            **{k: float(np.asarray(v).reshape(-1)[0]) for k, v in cnt.items()}}
+
+
 def _optimal(M, K, N, h, cal) -> dict[str, np.ndarray]:
     """Exact search of the Timeloop/DOSA Gemmini mapspace (delay first, then energy).
 
@@ -197,7 +245,6 @@ def _optimal(M, K, N, h, cal) -> dict[str, np.ndarray]:
     macs64 = M * K * N
     M, K, N = M.astype(_F), K.astype(_F), N.astype(_F)
     h = {k: v.astype(_F) for k, v in h.items()}
-    macs = M * K * N
     Cs = _largest_divisor_le(K, h["rows"])
     Ks = _largest_divisor_le(N, h["cols"])
     Kc, Nc = (K // Cs).astype(np.int64), (N // Ks).astype(np.int64)
@@ -234,22 +281,10 @@ def _optimal(M, K, N, h, cal) -> dict[str, np.ndarray]:
         # every count below is a sum of non-negative terms).
         nd = np.ndim(p) - 1
         bc = lambda a: a.reshape((G,) + (1,) * nd)  # noqa: E731, B023
-        MK, KN, MN, mc = bc(M * K), bc(K * N), bc(M * N), bc(macs)
         hx = {k: bc(v) for k, v in h.items()}
-        dram = KN * fW + MK * fI + MN * (2 * fO - 1)
-        sp_fill = KN * fW + MK * fI
-        reg_fill = KN * p
-        sp_read = mc / bc(Ks) + reg_fill
-        acc_upd = mc / bc(Cs)
-        acc_fill = MN * (fO - 1)
-        acc_read = acc_upd - MN + acc_fill
-        cycles = np.maximum(
-            np.maximum(mc / bc(Cs * Ks), dram / hx["bw"]),
-            np.maximum((sp_read + sp_fill) / (2 * hx["cols"]),
-                       (acc_upd + acc_read + acc_fill) / (2 * bc(Ks))),
-        )
-        energy = _energy(mc, reg_fill, sp_read, sp_fill, acc_read, acc_upd + acc_fill, dram,
-                         hx, cal)
+        cycles, energy, cnt = _ws_mapping(bc(M), bc(K), bc(N), bc(Cs), bc(Ks), p, fW, fI, fO,
+                                          hx, cal)
+        dram = cnt["dram"]
         shape = np.broadcast_shapes(cycles.shape, energy.shape, dram.shape)
         cycles, energy, dram = (np.broadcast_to(x, shape).reshape(G, -1)
                                 for x in (cycles, energy, dram))

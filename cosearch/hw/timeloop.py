@@ -324,6 +324,25 @@ def parse_stats(text: str) -> TimeloopResult:
                           utilization=util, computes=computes, fj_per_compute=fj)
 
 
+def parse_map(text: str) -> dict[str, list[tuple[str, int, bool]]]:
+    """Loop nest of `timeloop-mapper.map.txt`: level name -> [(dim, bound, spatial)],
+    outermost first."""
+    levels: dict[str, list[tuple[str, int, bool]]] = {}
+    current = None
+    for line in text.splitlines():
+        head = re.match(r"^(\w+) \[", line)
+        if head:
+            current = head.group(1)
+            levels[current] = []
+            continue
+        loop = re.match(r"^\|\s*for (\w+) in \[0:(\d+)\)( \(Spatial-[XY]\))?", line)
+        if loop and current is not None:
+            levels[current].append((loop.group(1), int(loop.group(2)), bool(loop.group(3))))
+    if not levels:
+        raise ValueError("no storage levels found: not a timeloop-mapper.map.txt?")
+    return levels
+
+
 def parse_output_dir(workdir: str | Path) -> TimeloopResult:
     return parse_stats((Path(workdir) / "timeloop-mapper.stats.txt").read_text())
 
