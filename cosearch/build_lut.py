@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--regime", choices=REGIMES, default="optimal")
     p.add_argument("--seq-lens", default="", metavar="L[,L...]",
                    help="sequence lengths (default: the preset's)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel Timeloop runs")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="parallel Timeloop runs (the analytical backend is vectorised)")
     p.add_argument("--lut-dir", default=None, help="LUT root (default: the repository's lut/)")
     p.add_argument("--workdir", default=None, help="Timeloop scratch dir (default: temp)")
     p.add_argument("--victory", type=int, default=5000, help="Timeloop victory condition")

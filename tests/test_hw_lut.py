@@ -47,7 +47,10 @@ def test_lut_round_trip_equals_analytical(cpu_lut):
     sp = PRESETS["cpu"]
     rng = random.Random(0)
     archs = [sp.sample(rng) for _ in range(20)]
-    a = Coster(sp, lut_dir=cpu_lut, backend="lut").cost_many(archs, HW)
+    coster = Coster(sp, lut_dir=cpu_lut, backend="lut")
+    a = coster.cost_many(archs, HW)
+    assert coster.sources()[HW].endswith("gemmini-64k-256k.csv")
+    assert coster.sources()["fallbacks"] == "0"
     b = Coster(sp, backend="analytical").cost_many(archs, HW)
     for x, y in zip(a, b, strict=True):
         assert x.energy_pJ == pytest.approx(y.energy_pJ, rel=1e-5)

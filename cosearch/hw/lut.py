@@ -196,6 +196,14 @@ class Coster:
         self._tables[hw] = table
         return table
 
+    def sources(self) -> dict[str, str]:
+        """Which table each config used so far (path, or 'analytical <regime>'), for run
+        metadata; plus the number of analytical fallbacks."""
+        out = {hw.name: (str(t.path) if t is not None else f"analytical {self.regime}")
+               for hw, t in self._tables.items()}
+        out["fallbacks"] = str(self.fallbacks)
+        return out
+
     def gemm_costs(self, shapes: list[tuple[int, int, int]],
                    hw: GemminiConfig) -> tuple[np.ndarray, np.ndarray]:
         """(cycles, energy_pJ) arrays for GEMM shapes on `hw`."""
