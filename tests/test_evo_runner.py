@@ -83,6 +83,8 @@ def test_two_hardware_configs_merge_fronts(tmp_path):
     assert hws <= {"gemmini-64k-256k", "gemmini-256k-64k"} and hws
     assert set(out["hypervolume"]) == {"gemmini-64k-256k", "gemmini-256k-64k"}
     assert (tmp_path / "m" / "state" / "gemmini-256k-64k.json").is_file()
+    archs = {r["arch_id"] for r in csv.DictReader(open(tmp_path / "m" / "evaluated.csv"))}
+    assert out["time"]["ppl_evals"] == len(archs)  # perplexity shared across hardware
 
 
 def test_hardware_genes_search(tmp_path):

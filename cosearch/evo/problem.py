@@ -129,6 +129,7 @@ class Problem:
         objectives: Sequence[str] = ("ppl", "edp"),
         max_ppl: float | None = None,
         max_latency_s: float | None = None,
+        ppl_cache: dict[Arch, float] | None = None,
     ) -> None:
         if (hw is None) == (hw_space is None):
             raise SearchError("give exactly one of a fixed `hw` or a `hw_space` to search")
@@ -152,7 +153,8 @@ class Problem:
         self.arch_card = tuple(space.gene_cardinalities)
         hw_card = tuple(hw_space.gene_cardinalities) if hw_space is not None else ()
         self.gene_cardinalities: tuple[int, ...] = self.arch_card + hw_card
-        self.ppl_cache: dict[Arch, float] = {}
+        # Shared between problems on different hardware: perplexity does not depend on it.
+        self.ppl_cache: dict[Arch, float] = {} if ppl_cache is None else ppl_cache
         self.cache: dict[tuple[Arch, str], Evaluation] = {}
         self.hw_configs: dict[str, Any] = {} if hw is None else {_hw_name(hw): hw}
         self.timers = Timers()
@@ -278,7 +280,7 @@ class Problem:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.ppl_cache = {Arch.from_dict(a): float(p) for a, p in state["ppl"]}
+        self.ppl_cache.update({Arch.from_dict(a): float(p) for a, p in state["ppl"]})
         self.cache = {}
         for d in state["evaluations"]:
             ev = Evaluation.from_dict(d)

@@ -251,6 +251,7 @@ def run(
     max_latency_s = options.max_latency_ms / 1e3 if options.max_latency_ms else None
     labels = [h.name for h in hws] if hw_space is None else ["hw-search"]
     problems: dict[str, Problem] = {}
+    ppl_cache: dict[Arch, float] = {}
     sources: dict[str, str] = {}
     histories: dict[str, list[dict]] = {}
     metrics_path = workdir / METRICS_FILE
@@ -258,7 +259,7 @@ def run(
         problem = Problem(config.space, ppl_fn, coster,
                           hw=hws[k] if hw_space is None else None, hw_space=hw_space,
                           objectives=options.objectives, max_ppl=options.max_ppl,
-                          max_latency_s=max_latency_s)
+                          max_latency_s=max_latency_s, ppl_cache=ppl_cache)
         anchor_hws = [hws[k]] if hw_space is None else hw_space.configs()
         try:
             anchors = _anchors(problem, anchor_hws)
