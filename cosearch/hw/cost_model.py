@@ -21,10 +21,8 @@ It must not read LUTs or run Timeloop; `lut` and `timeloop` do that.
 from __future__ import annotations
 
 import functools
-import json
 import logging
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -73,13 +71,6 @@ class Calibration:
     energy_scale: float = 1.0
     cycles_scale: float = 1.0
     source: str = "unfitted"
-
-    @classmethod
-    def load(cls, path: str | Path) -> Calibration:
-        return cls(**json.loads(Path(path).read_text()))
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
 
 
 # The shipped calibration: `cosearch.hw.calibrate.fit` on its held-out split of
