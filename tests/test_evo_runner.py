@@ -44,6 +44,8 @@ def test_run_writes_a_self_describing_run_directory(tmp_path):
             "flops"} <= set(rows[0])
     hv = list(csv.DictReader(open(d / "hypervolume.csv")))
     assert len(hv) == CFG.search.generations + 1
+    archive = [float(r["hypervolume_archive"]) for r in hv]
+    assert archive == sorted(archive) and archive[-1] > 0  # all evaluated: never decreases
     summary = (d / "summary.md").read_text()
     assert "supernet largest" in summary and "from scratch" in summary and "+0.1 ppl" in summary
     # The largest arch is on the front (lowest ppl), so every budget has a reduction >= 1.

@@ -151,6 +151,9 @@ class _Loop:
             "n_evaluated": len(getattr(self.problem, "cache", ())),
             "time_s": time.perf_counter() - t0,
         }
+        archive = getattr(self.problem, "archive_objectives", None)
+        if archive is not None:  # every pair seen so far: never decreases
+            row["hypervolume_archive"] = hypervolume(archive(), self.ref, normalize=True)
         if timers is not None:
             row.update(ppl_s=timers.ppl_s, hw_s=timers.hw_s)
         self.history.append(row)

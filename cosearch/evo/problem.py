@@ -271,6 +271,11 @@ class Problem:
         return [tuple(ev.objective(o) for o in self.objectives)
                 for ev in self.evaluate(genomes) if ev.feasible]
 
+    def archive_objectives(self) -> list[tuple[float, ...]]:
+        """Objective vectors of every feasible pair evaluated so far (the archive)."""
+        return [tuple(ev.objective(o) for o in self.objectives)
+                for ev in self.cache.values() if ev.feasible]
+
     # ----- checkpoint -------------------------------------------------------------------
     def state_dict(self) -> dict:
         """JSON-able cache: every evaluated pair and every perplexity."""
