@@ -48,9 +48,14 @@ def costing_throughput(preset: str, hw_name: str, n: int, seed: int = 0) -> dict
     for i in range(0, n, 40):
         problem.evaluate_fitness(genomes[i:i + 40])
     via_problem = n / (time.perf_counter() - t)
+    table = coster.table_for(hw)
+    source = "analytical model"
+    if table is not None:
+        path = Path(table.path).resolve()
+        source = str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) \
+            else path.name
     return {"archs": n, "unique_archs": len(set(archs)), "cost_many_archs_per_s": raw,
-            "problem_archs_per_s": via_problem, "cost_source": str(
-                coster.table_for(hw).path) if coster.table_for(hw) else "analytical model"}
+            "problem_archs_per_s": via_problem, "cost_source": source}
 
 
 def main(argv: list[str] | None = None) -> int:
