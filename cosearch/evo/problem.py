@@ -158,11 +158,19 @@ class Problem:
         self.cache: dict[tuple[Arch, str], Evaluation] = {}
         self.hw_configs: dict[str, Any] = {} if hw is None else {_hw_name(hw): hw}
         self.timers = Timers()
+        self._decoded: dict[tuple[int, ...], tuple[Arch, Any]] = {}  # genome -> (arch, hw)
         self.generation = 0  # set by the algorithm; stamped on new evaluations
 
     # ----- decoding ---------------------------------------------------------------------
     def decode(self, genome: Sequence[int]) -> tuple[Arch, Any]:
         """Genome -> (arch, hw config). Raises SearchError on a malformed genome."""
+        key = tuple(genome)
+        hit = self._decoded.get(key)
+        if hit is None:
+            hit = self._decoded[key] = self._decode(genome)
+        return hit
+
+    def _decode(self, genome: Sequence[int]) -> tuple[Arch, Any]:
         if len(genome) != len(self.gene_cardinalities):
             raise SearchError(
                 f"genome has {len(genome)} genes; this problem needs "
