@@ -97,8 +97,9 @@ PRESETS: dict[str, RunConfig] = {
         name="tiny",
         data=DataConfig(batch_size=4, eval_batch_size=4),
         model=ModelConfig(space="tiny", dropout=0.0, cutoffs=(16, 40), tail_div=2),
-        train=TrainConfig(steps=6, lr=3e-3, warmup_steps=2, log_every=2, eval_every=3,
-                          ckpt_every=3, eval_tokens=0),
+        train=TrainConfig(
+            steps=6, lr=3e-3, warmup_steps=2, log_every=2, eval_every=3, ckpt_every=3, eval_tokens=0
+        ),
         search=SearchConfig(population=8, generations=3, eval_tokens=0),
     ),
     "cpu": RunConfig(name="cpu"),
@@ -106,8 +107,14 @@ PRESETS: dict[str, RunConfig] = {
         name="paper",
         data=DataConfig(batch_size=32, eval_batch_size=32),
         model=ModelConfig(space="paper", dropout=0.1, output="full"),
-        train=TrainConfig(steps=40_000, lr=5e-4, warmup_steps=2000, eval_every=2000,
-                          ckpt_every=1000, eval_tokens=50_000),
+        train=TrainConfig(
+            steps=40_000,
+            lr=5e-4,
+            warmup_steps=2000,
+            eval_every=2000,
+            ckpt_every=1000,
+            eval_tokens=50_000,
+        ),
         search=SearchConfig(eval_tokens=50_000),
     ),
 }

@@ -65,8 +65,11 @@ def _cache_dir() -> Path:
     return Path(root)
 
 
+CACHE_FORMAT = 2  # bump when the vocabulary order or array layout changes
+
+
 def _fingerprint(path: Path) -> str:
-    parts = []
+    parts = [f"format{CACHE_FORMAT}"]
     for s in SPLITS:
         st = (path / f"wiki.{s}.tokens").stat()
         parts.append(f"{path.resolve()}:{s}:{st.st_size}:{st.st_mtime_ns}")
@@ -127,16 +130,22 @@ def load_corpus(data_dir: str | os.PathLike | None = None) -> Corpus:
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, vocab=np.array(corpus.vocab), train=corpus.train, valid=corpus.valid,
-                 test=corpus.test)
+        np.savez(
+            tmp,
+            vocab=np.array(corpus.vocab),
+            train=corpus.train,
+            valid=corpus.valid,
+            test=corpus.test,
+        )
         os.replace(tmp, cache)
     except OSError as e:  # a read-only home is no reason to fail
         log.warning("could not cache tokenised corpus at %s: %s", cache, e)
     return corpus
 
 
-def train_batch(tokens: np.ndarray, batch_size: int, seq_len: int, seed: int, step: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def train_batch(
+    tokens: np.ndarray, batch_size: int, seq_len: int, seed: int, step: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Random contiguous windows for step `step`: a pure function of (seed, step), so a
     resumed run sees exactly the batches an uninterrupted one would."""
     n = len(tokens) - seq_len - 1
@@ -149,8 +158,7 @@ def train_batch(tokens: np.ndarray, batch_size: int, seq_len: int, seed: int, st
     return win[:, :-1], win[:, 1:]
 
 
-def eval_batches(tokens: np.ndarray, batch_size: int, seq_len: int,
-                 max_tokens: int | None = None):
+def eval_batches(tokens: np.ndarray, batch_size: int, seq_len: int, max_tokens: int | None = None):
     """Non-overlapping windows covering the split (or its first `max_tokens` targets), in
     fixed-shape batches: yields (inputs, targets, weights) with weight 0 on padding."""
     stream = tokens if max_tokens is None else tokens[: max_tokens + 1]

@@ -169,7 +169,9 @@ class SearchSpace:
         """Choice indices -> Arch. Genes of layers beyond n_layers are ignored."""
         card = self.gene_cardinalities
         if len(genome) != len(card):
-            raise ArchError(f"genome has {len(genome)} genes; space '{self.name}' needs {len(card)}")
+            raise ArchError(
+                f"genome has {len(genome)} genes; space '{self.name}' needs {len(card)}"
+            )
         for i, (g, c) in enumerate(zip(genome, card)):
             if not 0 <= int(g) < c:
                 raise ArchError(f"gene {i}={g} out of range [0, {c}) for space '{self.name}'")
@@ -277,4 +279,3 @@ def arch_from_arg(space: SearchSpace, spec: str) -> Arch:
                 f"readable JSON file ({e.strerror})"
             ) from None
     return space.validate(Arch.from_json(text))
-

@@ -1,7 +1,7 @@
 """Train the BigNAS weight-sharing supernet (or, with --from-scratch, one fixed arch).
 
-    python -m cosearch.train_supernet --preset cpu --workdir runs/supernet-cpu
-    python -m cosearch.train_supernet --preset cpu --from-scratch largest --workdir runs/scratch-cpu
+python -m cosearch.train_supernet --preset cpu --workdir runs/supernet-cpu
+python -m cosearch.train_supernet --preset cpu --from-scratch largest --workdir runs/scratch-cpu
 """
 
 from __future__ import annotations
@@ -16,11 +16,19 @@ def main(argv: list[str] | None = None) -> dict:
     p = base_parser(__doc__)
     p.add_argument("--workdir", default=None, help="run directory (default: runs/supernet-PRESET)")
     p.add_argument("--steps", type=int, default=None, help="total training steps")
-    p.add_argument("--epochs", type=float, default=None,
-                   help="total training length in epochs of the train split (sets --steps)")
+    p.add_argument(
+        "--epochs",
+        type=float,
+        default=None,
+        help="total training length in epochs of the train split (sets --steps)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --workdir")
-    p.add_argument("--from-scratch", default=None, metavar="ARCH",
-                   help="train one fixed arch: largest, smallest, a JSON object or a JSON file")
+    p.add_argument(
+        "--from-scratch",
+        default=None,
+        metavar="ARCH",
+        help="train one fixed arch: largest, smallest, a JSON object or a JSON file",
+    )
     args = p.parse_args(argv)
     setup_logging(args.verbose)
     extra = [] if args.steps is None else [f"train.steps={args.steps}"]

@@ -13,7 +13,6 @@ from functools import partial
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from cosearch.config import RunConfig
@@ -40,8 +39,15 @@ def eval_step(params, inputs, targets, weights, masks, *, model: TransformerLM):
     return (nll * weights).sum(), weights.sum()
 
 
-def split_ppl(model: TransformerLM, params, space: SearchSpace, arch: Arch, tokens: np.ndarray,
-              batch_size: int, max_tokens: int | None = None) -> float:
+def split_ppl(
+    model: TransformerLM,
+    params,
+    space: SearchSpace,
+    arch: Arch,
+    tokens: np.ndarray,
+    batch_size: int,
+    max_tokens: int | None = None,
+) -> float:
     masks = arch_masks(space, arch)
     tot, n = 0.0, 0.0
     for x, y, w in eval_batches(tokens, batch_size, space.seq_len, max_tokens):
@@ -51,17 +57,28 @@ def split_ppl(model: TransformerLM, params, space: SearchSpace, arch: Arch, toke
     return perplexity(tot, n)
 
 
-def evaluate_archs(config: RunConfig, model: TransformerLM, params, archs: dict[str, Arch],
-                   tokens: np.ndarray, max_tokens: int | None = None) -> dict[str, float]:
-    return {k: split_ppl(model, params, config.space, a, tokens, config.data.eval_batch_size,
-                         max_tokens) for k, a in archs.items()}
+def evaluate_archs(
+    config: RunConfig,
+    model: TransformerLM,
+    params,
+    archs: dict[str, Arch],
+    tokens: np.ndarray,
+    max_tokens: int | None = None,
+) -> dict[str, float]:
+    return {
+        k: split_ppl(
+            model, params, config.space, a, tokens, config.data.eval_batch_size, max_tokens
+        )
+        for k, a in archs.items()
+    }
 
 
 class Evaluator:
     """Perplexity of subnets of one trained run (supernet or from-scratch)."""
 
-    def __init__(self, workdir: str | Path, data_dir: str | None = None,
-                 expect_space: str | None = None):
+    def __init__(
+        self, workdir: str | Path, data_dir: str | None = None, expect_space: str | None = None
+    ):
         self.workdir = Path(workdir)
         desc = read_run_config(self.workdir)
         self.config = RunConfig.from_dict(desc["config"])
@@ -70,14 +87,17 @@ class Evaluator:
             raise CheckpointError(
                 f"checkpoint '{workdir}' was trained on search space '{self.space.name}', not "
                 f"'{expect_space}'; pass a checkpoint of preset '{expect_space}' or use "
-                f"--preset {self.space.name}")
-        self.from_scratch = (Arch.from_dict(desc["from_scratch"]) if desc.get("from_scratch")
-                             else None)
+                f"--preset {self.space.name}"
+            )
+        self.from_scratch = (
+            Arch.from_dict(desc["from_scratch"]) if desc.get("from_scratch") else None
+        )
         self.corpus = load_corpus(data_dir or self.config.data.data_dir or None)
         if self.corpus.vocab_size != desc["vocab_size"]:
             raise CheckpointError(
                 f"data has a vocabulary of {self.corpus.vocab_size} words but '{workdir}' was "
-                f"trained on {desc['vocab_size']}: wrong --data-dir?")
+                f"trained on {desc['vocab_size']}: wrong --data-dir?"
+            )
         self.model = make_model(self.config, self.corpus.vocab_size)
         self.params, self.step = restore_params(self.workdir, self.model, self.space)
         self._cache_path = self.workdir / CACHE_FILE
@@ -91,18 +111,27 @@ class Evaluator:
     def _key(self, arch: Arch, split: str, max_tokens: int | None) -> str:
         return f"{self.step}|{split}|{max_tokens or 0}|{arch.to_json()}"
 
-    def perplexity(self, arch: Arch, split: str = "valid", max_tokens: int | None = None,
-                   *, save: bool = True) -> float:
+    def perplexity(
+        self, arch: Arch, split: str = "valid", max_tokens: int | None = None, *, save: bool = True
+    ) -> float:
         """Word-level perplexity of `arch` on `split` (first `max_tokens` tokens, or all)."""
         self.space.validate(arch)
         if self.from_scratch is not None and arch != self.from_scratch:
-            raise CheckpointError(f"'{self.workdir}' is a from-scratch model of "
-                                  f"{self.from_scratch.short()}, not a supernet")
+            raise CheckpointError(
+                f"'{self.workdir}' is a from-scratch model of "
+                f"{self.from_scratch.short()}, not a supernet"
+            )
         key = self._key(arch, split, max_tokens)
         if key not in self._cache:
-            self._cache[key] = split_ppl(self.model, self.params, self.space, arch,
-                                         self.corpus.split(split),
-                                         self.config.data.eval_batch_size, max_tokens)
+            self._cache[key] = split_ppl(
+                self.model,
+                self.params,
+                self.space,
+                arch,
+                self.corpus.split(split),
+                self.config.data.eval_batch_size,
+                max_tokens,
+            )
             if save:
                 self.save_cache()
         return self._cache[key]
@@ -114,8 +143,7 @@ class Evaluator:
             log.debug("cannot write %s: %s", self._cache_path, e)
 
 
-def load_evaluator(checkpoint_dir: str | Path, data_dir: str | None = None,
-                   expect_space: str | None = None) -> Evaluator:
+def load_evaluator(
+    checkpoint_dir: str | Path, data_dir: str | None = None, expect_space: str | None = None
+) -> Evaluator:
     return Evaluator(checkpoint_dir, data_dir, expect_space)
-
-

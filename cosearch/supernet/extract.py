@@ -43,17 +43,27 @@ def _slice_embedding(p: dict, d: int) -> dict:
     return out
 
 
-def extract(space: SearchSpace, params: dict, arch: Arch, model: TransformerLM | None = None
-            ) -> tuple[TransformerLM, dict]:
+def extract(
+    space: SearchSpace, params: dict, arch: Arch, model: TransformerLM | None = None
+) -> tuple[TransformerLM, dict]:
     """(dense model of `arch`, its params) from the supernet `params` ({'params': ...})."""
     space.validate(arch)
     sup = model or build_model(space, _vocab_of(params))
-    dense = build_model(space, sup.vocab, arch, cutoffs=sup.clusters.bounds[1:-1],
-                        tail_div=_tail_div(sup), dropout=sup.dropout, attention=sup.attention)
+    dense = build_model(
+        space,
+        sup.vocab,
+        arch,
+        cutoffs=sup.clusters.bounds[1:-1],
+        tail_div=_tail_div(sup),
+        dropout=sup.dropout,
+        attention=sup.attention,
+    )
     p = params["params"]
     d = arch.d_model
-    new = {"embedding": _slice_embedding(p["embedding"], d),
-           "ln_f": {k: v[:d] for k, v in p["ln_f"].items()}}
+    new = {
+        "embedding": _slice_embedding(p["embedding"], d),
+        "ln_f": {k: v[:d] for k, v in p["ln_f"].items()},
+    }
     for i, (h, f) in enumerate(zip(arch.heads, arch.d_ffn)):
         blk = p[f"block{i}"]
         out = {}

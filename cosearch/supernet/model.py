@@ -101,8 +101,7 @@ def causal_attention(q, k, v, *, impl: str = "dense", chunk: int = 256):
         raise ValueError(f"unknown attention impl '{impl}'; known: dense, chunked")
     n = -(-L // chunk)
     pad = n * chunk - L
-    qp = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0))).reshape(
-        q.shape[0], n, chunk, *q.shape[2:])
+    qp = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0))).reshape(q.shape[0], n, chunk, *q.shape[2:])
     kpos = jnp.arange(L)
 
     def one(args):
@@ -150,7 +149,8 @@ class Block(nn.Module):
 
         y = LayerNorm(D, name="ln2")(x, hm)
         u = y @ self.param("w1", init, (D, self.d_ffn)) + self.param(
-            "b1", nn.initializers.zeros, (self.d_ffn,))
+            "b1", nn.initializers.zeros, (self.d_ffn,)
+        )
         u = nn.gelu(u)
         if m is not None:
             u = u * m["ffn"]
@@ -196,8 +196,11 @@ class AdaptiveEmbedding(nn.Module):
         ]
         # cluster 0 lives in the model width; tail clusters project up to it
         self.projs = [None] + [
-            self.param(f"proj{i}", nn.initializers.normal(1 / math.sqrt(c.dims[i])),
-                       (c.dims[i], self.d_model))
+            self.param(
+                f"proj{i}",
+                nn.initializers.normal(1 / math.sqrt(c.dims[i])),
+                (c.dims[i], self.d_model),
+            )
             for i in range(1, c.n)
         ]
         self.biases = [
@@ -254,9 +257,15 @@ class AdaptiveEmbedding(nn.Module):
             (rows,) = jnp.nonzero(inside, size=caps[i - 1], fill_value=0)
             valid = jnp.arange(caps[i - 1]) < inside.sum()
             z = (hf[rows] @ self.projs[i].T) @ self.tables[i].T + self.biases[i]
-            out["tails"].append({"lp": jax.nn.log_softmax(z, -1), "rows": rows,
-                                 "valid": valid, "word": jnp.clip(tf[rows] - lo, 0, hi - lo - 1),
-                                 "overflow": jnp.maximum(inside.sum() - caps[i - 1], 0)})
+            out["tails"].append(
+                {
+                    "lp": jax.nn.log_softmax(z, -1),
+                    "rows": rows,
+                    "valid": valid,
+                    "word": jnp.clip(tf[rows] - lo, 0, hi - lo - 1),
+                    "overflow": jnp.maximum(inside.sum() - caps[i - 1], 0),
+                }
+            )
         return out
 
 
@@ -275,8 +284,7 @@ class TransformerLM(nn.Module):
     def setup(self):
         self.embedding = AdaptiveEmbedding(self.vocab, self.d_model, self.clusters)
         self.blocks = [
-            Block(self.d_model, h, self.head_dim, f, self.dropout, self.attention,
-                  name=f"block{i}")
+            Block(self.d_model, h, self.head_dim, f, self.dropout, self.attention, name=f"block{i}")
             for i, (h, f) in enumerate(zip(self.heads, self.d_ffn))
         ]
         self.ln_f = LayerNorm(self.d_model)
@@ -285,7 +293,9 @@ class TransformerLM(nn.Module):
     def hidden(self, tokens, masks=None, train: bool = False):
         hm = None if masks is None else masks["hidden"]
         d_active = self.d_model if hm is None else hm.sum()
-        x = self.embedding.embed(tokens) * jnp.sqrt(d_active) + sinusoid(tokens.shape[1], self.d_model, d_active)
+        x = self.embedding.embed(tokens) * jnp.sqrt(d_active) + sinusoid(
+            tokens.shape[1], self.d_model, d_active
+        )
         if hm is not None:
             x = x * hm
         x = self.drop(x, deterministic=not train)
@@ -348,9 +358,16 @@ def gathered_kl(teacher: dict, student: dict):
 
 
 # ----- construction helpers ----------------------------------------------------------------
-def build_model(space: SearchSpace, vocab: int, arch: Arch | None = None, *, cutoffs=(),
-                tail_div: int = 4, dropout: float = 0.0, attention: str = "dense"
-                ) -> TransformerLM:
+def build_model(
+    space: SearchSpace,
+    vocab: int,
+    arch: Arch | None = None,
+    *,
+    cutoffs=(),
+    tail_div: int = 4,
+    dropout: float = 0.0,
+    attention: str = "dense",
+) -> TransformerLM:
     """The model at `arch` (default: the space's largest, i.e. the supernet). Cluster widths
     always follow the supernet's width so that extracted subnets share them."""
     big = space.largest()
@@ -358,8 +375,9 @@ def build_model(space: SearchSpace, vocab: int, arch: Arch | None = None, *, cut
     clusters = Clusters.make(vocab, big.d_model, tuple(cutoffs), tail_div)
     if arch.d_model != big.d_model:  # cluster 0 is in model width; tails keep their dims
         clusters = Clusters(clusters.bounds, (arch.d_model, *clusters.dims[1:]))
-    return TransformerLM(vocab, arch.d_model, arch.heads, arch.d_ffn, space.head_dim, clusters,
-                         dropout, attention)
+    return TransformerLM(
+        vocab, arch.d_model, arch.heads, arch.d_ffn, space.head_dim, clusters, dropout, attention
+    )
 
 
 def embedding_param_count(model: TransformerLM) -> int:

@@ -66,30 +66,39 @@ def sandwich(space: SearchSpace, seed: int, step: int, n_random: int) -> list[Ar
 def make_model(config: RunConfig, vocab: int, attention: str = "dense") -> TransformerLM:
     m = config.model
     cutoffs = m.cutoffs if m.output == "adaptive" else ()
-    return build_model(config.space, vocab, cutoffs=cutoffs, tail_div=m.tail_div,
-                       dropout=m.dropout, attention=attention)
+    return build_model(
+        config.space,
+        vocab,
+        cutoffs=cutoffs,
+        tail_div=m.tail_div,
+        dropout=m.dropout,
+        attention=attention,
+    )
 
 
 def make_optimizer(config: RunConfig) -> optax.GradientTransformation:
     t = config.train
     sched = optax.warmup_cosine_decay_schedule(
-        0.0, t.lr, t.warmup_steps, max(t.steps, t.warmup_steps + 1), t.lr * t.min_lr_ratio)
-    return optax.chain(optax.clip_by_global_norm(t.grad_clip),
-                       optax.adamw(sched, weight_decay=t.weight_decay))
+        0.0, t.lr, t.warmup_steps, max(t.steps, t.warmup_steps + 1), t.lr * t.min_lr_ratio
+    )
+    return optax.chain(
+        optax.clip_by_global_norm(t.grad_clip), optax.adamw(sched, weight_decay=t.weight_decay)
+    )
 
 
 def init_state(config: RunConfig, model: TransformerLM) -> train_state.TrainState:
     space = config.space
     x = jnp.zeros((1, space.seq_len), jnp.int32)
-    params = model.init(streams(config.train.seed)["params"], x,
-                        arch_masks(space, space.largest()))["params"]
-    return train_state.TrainState.create(apply_fn=model.apply, params=params,
-                                         tx=make_optimizer(config))
+    params = model.init(
+        streams(config.train.seed)["params"], x, arch_masks(space, space.largest())
+    )["params"]
+    return train_state.TrainState.create(
+        apply_fn=model.apply, params=params, tx=make_optimizer(config)
+    )
 
 
 # ----- the pure step -----------------------------------------------------------------------
-def tail_caps(model: TransformerLM, train_tokens: np.ndarray, n_positions: int
-              ) -> tuple[int, ...]:
+def tail_caps(model: TransformerLM, train_tokens: np.ndarray, n_positions: int) -> tuple[int, ...]:
     """Per-tail-cluster number of positions gathered per step: 1.6x the cluster's share of
     training tokens plus 2% of the positions (more than any batch of ours needed when
     measured on WikiText-2; overflowing positions are counted in metrics)."""
@@ -102,8 +111,17 @@ def tail_caps(model: TransformerLM, train_tokens: np.ndarray, n_positions: int
 
 
 @partial(jax.jit, static_argnames=("model", "distill", "caps"), donate_argnums=(0,))
-def train_step(state, inputs, targets, masks, rng, *, model: TransformerLM, distill: bool,
-               caps: tuple[int, ...]):
+def train_step(
+    state,
+    inputs,
+    targets,
+    masks,
+    rng,
+    *,
+    model: TransformerLM,
+    distill: bool,
+    caps: tuple[int, ...],
+):
     """One BigNAS step. masks: stacked subnet masks, index 0 = the teacher (largest).
     The teacher learns from the labels; the others from the teacher's stop-gradient soft
     predictions (in-place distillation) or from the labels. Gradients are summed."""
@@ -113,31 +131,46 @@ def train_step(state, inputs, targets, masks, rng, *, model: TransformerLM, dist
     def loss_fn(params):
         def run(i):
             m = jax.tree_util.tree_map(lambda a: a[i], masks)
-            return model.apply({"params": params}, inputs, targets, caps, m, train=True,
-                               rngs={"dropout": jax.random.fold_in(rng, i)},
-                               method=TransformerLM.train_outputs)
+            return model.apply(
+                {"params": params},
+                inputs,
+                targets,
+                caps,
+                m,
+                train=True,
+                rngs={"dropout": jax.random.fold_in(rng, i)},
+                method=TransformerLM.train_outputs,
+            )
 
         teacher = run(0)
         losses = [gathered_nll(teacher, targets, bounds)]
         soft = jax.lax.stop_gradient(teacher)
         for i in range(1, n_sub):
             out = run(i)
-            losses.append(gathered_kl(soft, out) if distill
-                          else gathered_nll(out, targets, bounds))
+            losses.append(gathered_kl(soft, out) if distill else gathered_nll(out, targets, bounds))
         overflow = sum(t["overflow"] for t in teacher["tails"])
         return sum(losses), (jnp.stack(losses), overflow)
 
     (loss, (parts, overflow)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads)
-    return state, {"loss": loss, "parts": parts, "grad_norm": optax.global_norm(grads),
-                   "overflow": overflow}
+    return state, {
+        "loss": loss,
+        "parts": parts,
+        "grad_norm": optax.global_norm(grads),
+        "overflow": overflow,
+    }
 
 
 # ----- run directory -----------------------------------------------------------------------
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=5,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -154,7 +187,8 @@ def read_run_config(workdir: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(
             f"'{workdir}' is not a cosearch run directory (no {CONFIG_FILE}); make one with "
-            "`python -m cosearch.train_supernet --workdir DIR`")
+            "`python -m cosearch.train_supernet --workdir DIR`"
+        )
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -164,32 +198,44 @@ def read_run_config(workdir: Path) -> dict:
 def checkpoint_manager(workdir: Path, keep: int = 2) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(
         (Path(workdir) / CKPT_DIR).resolve(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+    )
 
 
-def restore_params(workdir: Path, model: TransformerLM, space: SearchSpace,
-                   step: int | None = None) -> tuple[dict, int]:
+def restore_params(
+    workdir: Path, model: TransformerLM, space: SearchSpace, step: int | None = None
+) -> tuple[dict, int]:
     """Parameters of the latest (or given) checkpoint of a run, checked against `model`."""
     mngr = checkpoint_manager(workdir)
     step = mngr.latest_step() if step is None else step
     if step is None:
-        raise CheckpointError(f"no checkpoint under '{workdir}/{CKPT_DIR}'; train first with "
-                              "`python -m cosearch.train_supernet`")
+        raise CheckpointError(
+            f"no checkpoint under '{workdir}/{CKPT_DIR}'; train first with "
+            "`python -m cosearch.train_supernet`"
+        )
     x = jnp.zeros((1, space.seq_len), jnp.int32)
     abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), x)["params"])
     try:
-        restored = mngr.restore(step, args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(abstract)))
+        restored = mngr.restore(
+            step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract))
+        )
     except Exception as e:  # orbax raises several types for shape/tree mismatches
         raise CheckpointError(
             f"checkpoint {workdir} step {step} does not match the model of preset space "
-            f"'{space.name}' ({type(e).__name__}: {str(e)[:300]})") from None
+            f"'{space.name}' ({type(e).__name__}: {str(e)[:300]})"
+        ) from None
     return restored["params"], step
 
 
 # ----- the job -----------------------------------------------------------------------------
-def run(config: RunConfig, workdir: str | Path, *, resume: bool = False,
-        from_scratch: Arch | None = None, stop_after: int | None = None) -> dict:
+def run(
+    config: RunConfig,
+    workdir: str | Path,
+    *,
+    resume: bool = False,
+    from_scratch: Arch | None = None,
+    stop_after: int | None = None,
+) -> dict:
     """Train the supernet of `config` (or, with `from_scratch`, one fixed arch with the same
     loop) in `workdir`. `stop_after` ends early after that many steps (for tests of resume).
     Returns the final metrics."""
@@ -197,8 +243,12 @@ def run(config: RunConfig, workdir: str | Path, *, resume: bool = False,
     space = config.space
     corpus = load_corpus(config.data.data_dir or None)
     if corpus.vocab_size != space.vocab:
-        log.warning("corpus vocabulary %d differs from space '%s' vocab %d (LUT LM head uses "
-                    "the latter)", corpus.vocab_size, space.name, space.vocab)
+        log.warning(
+            "corpus vocabulary %d differs from space '%s' vocab %d (LUT LM head uses the latter)",
+            corpus.vocab_size,
+            space.name,
+            space.vocab,
+        )
     if from_scratch is not None:
         space.validate(from_scratch)
     desc = {
@@ -214,14 +264,17 @@ def run(config: RunConfig, workdir: str | Path, *, resume: bool = False,
     if cfg_path.exists():
         old = read_run_config(workdir)
         if not resume:
-            raise CheckpointError(f"'{workdir}' already holds a run; pass --resume to continue "
-                                  "it or choose another --workdir")
+            raise CheckpointError(
+                f"'{workdir}' already holds a run; pass --resume to continue "
+                "it or choose another --workdir"
+            )
         for key in ("config", "from_scratch", "vocab_size"):
-            if old.get(key) != desc[key]:
+            if _comparable(old.get(key)) != _comparable(desc[key]):
                 raise CheckpointError(
                     f"cannot resume '{workdir}': its {key} differs from this run's "
                     f"(saved {json.dumps(old.get(key))[:200]} vs now "
-                    f"{json.dumps(desc[key])[:200]}); use the same preset and overrides")
+                    f"{json.dumps(desc[key])[:200]}); use the same preset and overrides"
+                )
     workdir.mkdir(parents=True, exist_ok=True)
     if not cfg_path.exists():
         write_json_atomic(cfg_path, desc)
@@ -232,11 +285,19 @@ def run(config: RunConfig, workdir: str | Path, *, resume: bool = False,
     start = 0
     if resume and mngr.latest_step() is not None:
         start = mngr.latest_step()
-        restored = mngr.restore(start, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(jax.tree_util.tree_map(np.asarray, {
-                "params": state.params, "opt_state": state.opt_state}))))
-        state = state.replace(step=start, params=restored["state"]["params"],
-                              opt_state=restored["state"]["opt_state"])
+        restored = mngr.restore(
+            start,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(
+                    jax.tree_util.tree_map(
+                        np.asarray, {"params": state.params, "opt_state": state.opt_state}
+                    )
+                )
+            ),
+        )
+        state = state.replace(
+            step=start, params=restored["state"]["params"], opt_state=restored["state"]["opt_state"]
+        )
         log.info("resumed %s at step %d", workdir, start)
 
     t = config.train
@@ -248,54 +309,93 @@ def run(config: RunConfig, workdir: str | Path, *, resume: bool = False,
     tokens_per_step = config.data.batch_size * space.seq_len
     caps = tail_caps(model, corpus.train, tokens_per_step)
     last: dict = {}
-    bar = tqdm(range(start, end), initial=start, total=t.steps, desc="train", unit="step",
-               disable=None)
+    bar = tqdm(
+        range(start, end), initial=start, total=t.steps, desc="train", unit="step", disable=None
+    )
     t0 = time.perf_counter()
     with open(metrics_path, "a") as mf:
         for step in bar:
             archs = [from_scratch] if from_scratch else sandwich(space, t.seed, step, t.n_random)
             masks = stack_masks([arch_masks(space, a) for a in archs])
             x, y = train_batch(corpus.train, config.data.batch_size, space.seq_len, t.seed, step)
-            state, m = train_step(state, x, y, masks, jax.random.fold_in(dropout_key, step),
-                                  model=model, distill=t.distill, caps=caps)
+            state, m = train_step(
+                state,
+                x,
+                y,
+                masks,
+                jax.random.fold_in(dropout_key, step),
+                model=model,
+                distill=t.distill,
+                caps=caps,
+            )
             done = step + 1
             if done % t.log_every == 0 or done == end:
                 dt = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 n_steps = (done - start) if not last else t.log_every
-                last = {"step": done, "loss": float(m["loss"]),
-                        "loss_parts": [float(v) for v in m["parts"]],
-                        "grad_norm": float(m["grad_norm"]),
-                        "tail_overflow": int(m["overflow"]),
-                        "tokens_per_s": tokens_per_step * n_steps / dt, "time": time.time()}
+                last = {
+                    "step": done,
+                    "loss": float(m["loss"]),
+                    "loss_parts": [float(v) for v in m["parts"]],
+                    "grad_norm": float(m["grad_norm"]),
+                    "tail_overflow": int(m["overflow"]),
+                    "tokens_per_s": tokens_per_step * n_steps / dt,
+                    "time": time.time(),
+                }
                 mf.write(json.dumps(last) + "\n")
                 mf.flush()
                 bar.set_postfix(loss=f"{last['loss']:.3f}", tok_s=f"{last['tokens_per_s']:.0f}")
             if done % t.ckpt_every == 0 or done == end:
-                mngr.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(
-                    {"params": state.params, "opt_state": state.opt_state}),
-                    params=ocp.args.StandardSave(state.params)))
+                mngr.save(
+                    done,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardSave(
+                            {"params": state.params, "opt_state": state.opt_state}
+                        ),
+                        params=ocp.args.StandardSave(state.params),
+                    ),
+                )
             if done % t.eval_every == 0 or done == t.steps:
                 mngr.wait_until_finished()
                 ev_archs = _eval_archs(space, from_scratch, t.seed, done)
-                ppl = evaluate_archs(config, model, state.params, ev_archs, corpus.valid,
-                                     max_tokens=t.eval_tokens or None)
-                rec = {"step": done, "eval": ppl,
-                       "archs": {k: a.to_dict() for k, a in ev_archs.items()},
-                       "eval_tokens": t.eval_tokens, "time": time.time()}
+                ppl = evaluate_archs(
+                    config,
+                    model,
+                    state.params,
+                    ev_archs,
+                    corpus.valid,
+                    max_tokens=t.eval_tokens or None,
+                )
+                rec = {
+                    "step": done,
+                    "eval": ppl,
+                    "archs": {k: a.to_dict() for k, a in ev_archs.items()},
+                    "eval_tokens": t.eval_tokens,
+                    "time": time.time(),
+                }
                 mf.write(json.dumps(rec) + "\n")
                 mf.flush()
-                tqdm.write(f"step {done}: valid ppl " + ", ".join(
-                    f"{k}={v:.1f}" for k, v in rec["eval"].items()))
+                tqdm.write(
+                    f"step {done}: valid ppl "
+                    + ", ".join(f"{k}={v:.1f}" for k, v in rec["eval"].items())
+                )
                 t0 = time.perf_counter()
     mngr.wait_until_finished()
     return last
 
 
-def _eval_archs(space: SearchSpace, from_scratch: Arch | None, seed: int, step: int
-                ) -> dict[str, Arch]:
+def _comparable(obj):
+    """JSON-normalised, without the data location (moving the data may not block resume)."""
+    obj = json.loads(json.dumps(obj))
+    if isinstance(obj, dict) and isinstance(obj.get("data"), dict):
+        obj["data"].pop("data_dir", None)
+    return obj
+
+
+def _eval_archs(
+    space: SearchSpace, from_scratch: Arch | None, seed: int, step: int
+) -> dict[str, Arch]:
     if from_scratch is not None:
         return {"arch": from_scratch}
     rng = random.Random(f"{seed}:eval:{step}")
-    return {"largest": space.largest(), "smallest": space.smallest(),
-            "random": space.sample(rng)}
+    return {"largest": space.largest(), "smallest": space.smallest(), "random": space.sample(rng)}

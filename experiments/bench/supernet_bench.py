@@ -52,20 +52,22 @@ def time_steps(state, model, make_masks, cfg, steps: int, distill: bool, caps):
     y = np.minimum(rng.zipf(1.3, (bs, L)) - 1, model.vocab - 1).astype(np.int32)
     key = jax.random.key(0)
     t = time.perf_counter()
-    state, m = train_step(state, x, y, make_masks(0), key, model=model, distill=distill,
-                          caps=caps)
+    state, m = train_step(state, x, y, make_masks(0), key, model=model, distill=distill, caps=caps)
     jax.block_until_ready(m["loss"])
     compile_s = time.perf_counter() - t
     t = time.perf_counter()
     for s in range(1, steps + 1):
-        state, m = train_step(state, x, y, make_masks(s), key, model=model, distill=distill,
-                              caps=caps)
+        state, m = train_step(
+            state, x, y, make_masks(s), key, model=model, distill=distill, caps=caps
+        )
     jax.block_until_ready(m["loss"])
     return state, (time.perf_counter() - t) / steps, compile_s
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--preset", default="cpu")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--vocab", type=int, default=33278)
@@ -78,9 +80,13 @@ def main(argv=None) -> dict:
     tokens = cfg.data.batch_size * space.seq_len
     model = make_model(cfg, a.vocab)
     c = model.clusters
-    vocab_flops = 2 * (c.bounds[1] * big.d_model + sum(
-        c.dims[i] * big.d_model + (c.bounds[i + 1] - c.bounds[i]) * c.dims[i]
-        for i in range(1, c.n)))
+    vocab_flops = 2 * (
+        c.bounds[1] * big.d_model
+        + sum(
+            c.dims[i] * big.d_model + (c.bounds[i + 1] - c.bounds[i]) * c.dims[i]
+            for i in range(1, c.n)
+        )
+    )
     peak = matmul_peak()
 
     state = init_state(cfg, model)
@@ -88,25 +94,42 @@ def main(argv=None) -> dict:
     caps = tail_caps(model, zipf, tokens)
     n_sub = 2 + cfg.train.n_random
     state, t_sand, comp_sand = time_steps(
-        state, model, lambda s: stack_masks([arch_masks(space, x) for x in
-                                             sandwich(space, 0, s, cfg.train.n_random)]),
-        cfg, a.steps, cfg.train.distill, caps)
+        state,
+        model,
+        lambda s: stack_masks(
+            [arch_masks(space, x) for x in sandwich(space, 0, s, cfg.train.n_random)]
+        ),
+        cfg,
+        a.steps,
+        cfg.train.distill,
+        caps,
+    )
     one = stack_masks([arch_masks(space, big)])
     state, t_mask, _ = time_steps(state, model, lambda s: one, cfg, a.steps, False, caps)
 
     # the plain dense model: the same module without masks (no mask multiplies at all)
-    import jax.numpy as jnp  # noqa: F811 - local clarity
     from functools import partial
 
+    import jax.numpy as jnp  # noqa: F811 - local clarity
     import optax
+
     from cosearch.supernet.model import gathered_nll
 
     @partial(jax.jit, donate_argnums=(0,))
     def dense_step(st, x, y, key):
         def lf(p):
-            out = model.apply({"params": p}, x, y, caps, None, train=True,
-                              rngs={"dropout": key}, method=type(model).train_outputs)
+            out = model.apply(
+                {"params": p},
+                x,
+                y,
+                caps,
+                None,
+                train=True,
+                rngs={"dropout": key},
+                method=type(model).train_outputs,
+            )
             return gathered_nll(out, y, c.bounds)
+
         loss, g = jax.value_and_grad(lf)(st.params)
         return st.apply_gradients(grads=g), loss
 
@@ -125,12 +148,18 @@ def main(argv=None) -> dict:
 
     flops_big = train_flops(space, big, vocab_flops, tokens)
     res = {
-        "preset": a.preset, "batch": cfg.data.batch_size, "seq_len": space.seq_len,
-        "vocab": a.vocab, "largest": big.to_dict(), "subnets_per_step": n_sub,
-        "sandwich_step_s": t_sand, "sandwich_compile_s": comp_sand,
+        "preset": a.preset,
+        "batch": cfg.data.batch_size,
+        "seq_len": space.seq_len,
+        "vocab": a.vocab,
+        "largest": big.to_dict(),
+        "subnets_per_step": n_sub,
+        "sandwich_step_s": t_sand,
+        "sandwich_compile_s": comp_sand,
         "sandwich_tokens_per_s": tokens / t_sand,
         "per_subnet_tokens_per_s": tokens * n_sub / t_sand,
-        "masked_single_step_s": t_mask, "dense_step_s": t_dense,
+        "masked_single_step_s": t_mask,
+        "dense_step_s": t_dense,
         "dense_tokens_per_s": tokens / t_dense,
         "mask_overhead": t_mask / t_dense - 1,
         "per_subnet_overhead_vs_dense": t_sand / n_sub / t_dense - 1,
@@ -138,8 +167,12 @@ def main(argv=None) -> dict:
         "dense_gflops": flops_big / t_dense / 1e9,
         "dense_fraction_of_peak": flops_big / t_dense / peak,
         "masked_fraction_of_peak": flops_big / t_mask / peak,
-        "machine": {"platform": platform.platform(), "cpus": jax.local_device_count(),
-                    "device": str(jax.devices()[0]), "jax": jax.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": jax.local_device_count(),
+            "device": str(jax.devices()[0]),
+            "jax": jax.__version__,
+        },
     }
     for k, v in res.items():
         print(f"{k:32s} {v if not isinstance(v, float) else f'{v:.4g}'}")

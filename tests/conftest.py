@@ -1,0 +1,31 @@
+"""Shared fixtures: the made-up tiny corpus and a tiny trained supernet (session-scoped)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY_DATA = Path(__file__).parent / "data" / "tiny_corpus"
+
+
+@pytest.fixture(scope="session")
+def tiny_data() -> Path:
+    return TINY_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_data):
+    from cosearch.config import get_preset, override
+
+    return override(get_preset("tiny"), [f"data.data_dir={tiny_data}"])
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_config, tmp_path_factory) -> Path:
+    """A tiny supernet trained for the preset's few steps (seconds)."""
+    from cosearch.supernet.train import run
+
+    workdir = tmp_path_factory.mktemp("tiny_supernet")
+    run(tiny_config, workdir)
+    return workdir

@@ -1,0 +1,157 @@
+import json
+import random
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cosearch.config import override
+from cosearch.space import PRESETS, Arch, ArchError
+from cosearch.supernet.evaluate import load_evaluator
+from cosearch.supernet.extract import extract
+from cosearch.supernet.model import (
+    arch_masks,
+    build_model,
+    causal_attention,
+    count_params,
+    embedding_param_count,
+    gathered_nll,
+    token_nll,
+)
+from cosearch.supernet.train import CheckpointError, restore_params, run
+
+
+def _supernet(space, vocab, cutoffs):
+    model = build_model(space, vocab, cutoffs=cutoffs, tail_div=2)
+    x = jnp.asarray(np.random.default_rng(0).integers(0, vocab, (2, space.seq_len)))
+    params = model.init(jax.random.key(0), x, arch_masks(space, space.largest()))
+    # perturb LayerNorm/bias params away from their init so slicing errors would show
+    params = jax.tree_util.tree_map(
+        lambda p: p + 0.05 * jax.random.normal(jax.random.key(p.size), p.shape), params
+    )
+    return model, params, x
+
+
+@pytest.mark.parametrize("cutoffs", [(16, 40), ()])
+def test_extracted_subnet_equals_masked_supernet(cutoffs):
+    space = PRESETS["tiny"]
+    model, params, x = _supernet(space, 47, cutoffs)
+    rng = random.Random(0)
+    archs = [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(25)]
+    for arch in archs:
+        masked = model.apply(params, x, arch_masks(space, arch))
+        dense_model, dense_params = extract(space, params, arch, model)
+        dense = dense_model.apply(dense_params, x)
+        for a, b in zip(masked, dense):
+            np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-5)
+        # the dense model's size is the space's analytic count plus the embedding
+        assert count_params(dense_params) - embedding_param_count(dense_model) == space.param_count(
+            arch, embeddings=False
+        )
+
+
+def test_extraction_on_a_wider_space():
+    """Same check on a cpu-shaped space (heads of dim 64, several widths), small vocab."""
+    from dataclasses import replace
+
+    space = replace(PRESETS["cpu"], seq_len=12, vocab=300)
+    model, params, x = _supernet(space, 300, (50, 150))
+    rng = random.Random(1)
+    for _ in range(4):
+        arch = space.sample(rng)
+        masked = model.apply(params, x, arch_masks(space, arch))
+        dm, dp = extract(space, params, arch, model)
+        for a, b in zip(masked, dm.apply(dp, x)):
+            np.testing.assert_allclose(a, b, atol=5e-5, rtol=1e-4)
+
+
+def test_adaptive_softmax_is_a_distribution_and_gathered_nll_is_exact():
+    space = PRESETS["tiny"]
+    model, params, x = _supernet(space, 47, (16, 40))
+    m = arch_masks(space, space.smallest())
+    blocks = model.apply(params, x, m)
+    total = sum(jnp.exp(b).sum(-1) for b in blocks)
+    np.testing.assert_allclose(total, 1.0, atol=1e-5)
+    y = jnp.roll(x, -1, axis=1)
+    full = token_nll(blocks, y, model.clusters.bounds).mean()
+    out = model.apply(params, x, y, (x.size, x.size), m, method=type(model).train_outputs)
+    np.testing.assert_allclose(gathered_nll(out, y, model.clusters.bounds), full, rtol=1e-5)
+
+
+def test_chunked_attention_matches_dense():
+    k = jax.random.split(jax.random.key(0), 3)
+    q, kk, v = (jax.random.normal(s, (2, 37, 3, 8)) for s in k)
+    dense = causal_attention(q, kk, v, impl="dense")
+    chunked = causal_attention(q, kk, v, impl="chunked", chunk=8)
+    np.testing.assert_allclose(dense, chunked, atol=1e-5)
+
+
+def test_training_lowers_loss_and_writes_a_self_describing_run(tiny_config, tmp_path):
+    cfg = override(tiny_config, ["train.steps=30", "train.eval_every=30", "train.log_every=5"])
+    run(cfg, tmp_path / "r")
+    desc = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert desc["config"]["name"] == "tiny" and "git_commit" in desc and desc["seed"] == 0
+    recs = [
+        json.loads(line)
+        for line in (tmp_path / "r" / "metrics.jsonl").read_text().split("\n")
+        if line
+    ]
+    losses = [r["loss_parts"][0] for r in recs if "loss" in r]
+    assert losses[-1] < losses[0] - 0.3
+    evals = [r for r in recs if "eval" in r]
+    assert evals and set(evals[-1]["eval"]) == {"largest", "smallest", "random"}
+
+
+def test_resume_equals_uninterrupted(tiny_config, tmp_path):
+    run(tiny_config, tmp_path / "a")
+    run(tiny_config, tmp_path / "b", stop_after=3)  # interrupted after its step-3 checkpoint
+    run(tiny_config, tmp_path / "b", resume=True)
+    space = tiny_config.space
+    from cosearch.supernet.train import make_model
+
+    model = make_model(tiny_config, 47)
+    pa, sa = restore_params(tmp_path / "a", model, space)
+    pb, sb = restore_params(tmp_path / "b", model, space)
+    assert sa == sb == tiny_config.train.steps
+    for x, y in zip(jax.tree_util.tree_leaves(pa), jax.tree_util.tree_leaves(pb)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_bad_runs_fail_clearly(tiny_config, tiny_checkpoint, tmp_path):
+    with pytest.raises(CheckpointError, match="pass --resume"):
+        run(tiny_config, tiny_checkpoint)
+    other = override(tiny_config, ["train.lr=0.1"])
+    with pytest.raises(CheckpointError, match="config differs"):
+        run(other, tiny_checkpoint, resume=True)
+    with pytest.raises(CheckpointError, match="not a cosearch run directory"):
+        load_evaluator(tmp_path)
+    with pytest.raises(CheckpointError, match="trained on search space 'tiny', not 'cpu'"):
+        load_evaluator(tiny_checkpoint, expect_space="cpu")
+    with pytest.raises(ArchError):
+        run(tiny_config, tmp_path / "s", from_scratch=Arch(3, 16, (1,) * 3, (32,) * 3))
+
+
+def test_corrupt_checkpoint_is_reported(tiny_config, tmp_path):
+    import shutil
+
+    run(tiny_config, tmp_path / "c")
+    for d in (tmp_path / "c" / "checkpoints").iterdir():
+        shutil.rmtree(d / "params")
+    with pytest.raises(CheckpointError):
+        load_evaluator(tmp_path / "c")
+
+
+def test_evaluator_caches_and_from_scratch(tiny_config, tiny_checkpoint, tmp_path):
+    ev = load_evaluator(tiny_checkpoint)
+    space = ev.space
+    p1 = ev.perplexity(space.largest(), "valid")
+    assert 1 < p1 < 47 * 2
+    assert ev.perplexity(space.largest(), "valid") == p1
+    assert (tiny_checkpoint / "ppl_cache.json").is_file()
+    assert ev.perplexity(space.smallest(), "test", max_tokens=40) > 1
+    run(tiny_config, tmp_path / "fs", from_scratch=space.smallest())
+    fs = load_evaluator(tmp_path / "fs")
+    assert fs.perplexity(space.smallest()) > 1
+    with pytest.raises(CheckpointError, match="from-scratch model"):
+        fs.perplexity(space.largest())
