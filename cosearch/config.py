@@ -35,11 +35,11 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # cpu default: ~700 sandwich steps x 2048 tokens = 1.4M tokens (~0.7 epoch), about an
-    # hour on 2 cores at the ~400 tokens/s measured by experiments/bench/supernet_bench.py
-    steps: int = 700
-    lr: float = 1.5e-3
-    warmup_steps: int = 50
+    # cpu default: 400 sandwich steps x 2048 tokens = 0.82M tokens (~0.4 epoch): 35-70 min
+    # on 2 cores at the 200-400 tokens/s measured by experiments/bench/supernet_bench.py
+    steps: int = 400
+    lr: float = 1e-3
+    warmup_steps: int = 40
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
     grad_clip: float = 1.0

@@ -309,6 +309,7 @@ def run(
     tokens_per_step = config.data.batch_size * space.seq_len
     caps = tail_caps(model, corpus.train, tokens_per_step)
     last: dict = {}
+    prev = start
     bar = tqdm(
         range(start, end), initial=start, total=t.steps, desc="train", unit="step", disable=None
     )
@@ -330,9 +331,10 @@ def run(
             )
             done = step + 1
             if done % t.log_every == 0 or done == end:
+                jax.block_until_ready(m["loss"])  # dispatch is async: time finished work
                 dt = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                n_steps = (done - start) if not last else t.log_every
+                n_steps, prev = done - prev, done
                 last = {
                     "step": done,
                     "loss": float(m["loss"]),
@@ -345,6 +347,9 @@ def run(
                 mf.write(json.dumps(last) + "\n")
                 mf.flush()
                 bar.set_postfix(loss=f"{last['loss']:.3f}", tok_s=f"{last['tokens_per_s']:.0f}")
+                if bar.disable:  # no terminal: keep a readable trace in the log instead
+                    log.info("step %d/%d loss %.3f %.0f tokens/s", done, t.steps, last["loss"],
+                             last["tokens_per_s"])
             if done % t.ckpt_every == 0 or done == end:
                 mngr.save(
                     done,
