@@ -17,24 +17,18 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from cosearch.cli import base_parser, main_wrapper, setup_logging
 from cosearch.config import RunConfig, get_preset, override
-from cosearch.registry import UnknownNameError
-
-log = logging.getLogger("cosearch.search")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m cosearch.search",
-        description="NSGA-II search for Pareto-optimal (architecture, Gemmini config) pairs "
-                    "by supernet perplexity and LUT energy-delay product.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = base_parser(__doc__)
+    p.set_defaults(preset=None)  # default: the checkpoint's own preset
+    for action in p._actions:  # argparse has no public way to reword a shared flag
+        if action.dest == "preset":
+            action.help = "named configuration (tiny, cpu, paper); default: the checkpoint's"
     p.add_argument("--checkpoint", help="supernet run directory (from "
-                   "`python -m cosearch.train_supernet`)")
-    p.add_argument("--preset", help="config preset (tiny, cpu, paper); default: the "
-                   "checkpoint's own config. Must match the checkpoint's search space")
-    p.add_argument("--data-dir", help="WikiText-2 directory (default: the checkpoint's, "
-                   "else $COSEARCH_DATA)")
+                   "`python -m cosearch.train_supernet`); its preset is the default --preset")
     p.add_argument("--hw", default="gemmini-64k-256k", help="hardware config name, a comma "
                    "list (one search each, fronts merged), or 'search' to add hardware genes")
     p.add_argument("--hw-budget-kib", type=int, help="--hw search: scratchpad + accumulator "
@@ -75,9 +69,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "runs/search/<preset>-<hw>-seed<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the search in --out from "
                    "its last completed generation")
-    p.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="SECTION.FIELD=VALUE", help="config override, e.g. "
-                   "search.crossover_prob=0.8 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
     return p.parse_args(argv)
 
@@ -96,7 +87,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     else:
         raise ValueError("give --checkpoint DIR (a supernet trained with `python -m "
                          "cosearch.train_supernet --preset PRESET --workdir DIR`)")
-    config = override(config, args.overrides)
+    config = override(config, list(args.set))
     flags = {"population": args.population, "generations": args.generations,
              "mutation_prob": args.mutation_prob, "crossover_prob": args.crossover_prob,
              "seed": args.seed, "eval_tokens": args.eval_tokens}
@@ -104,32 +95,28 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
                                           **{k: v for k, v in flags.items() if v is not None}))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from cosearch.evo import SearchError, SearchOptions, run
+    setup_logging(args.verbose)
+    if args.quiet:
+        logging.getLogger().setLevel(logging.WARNING)
+    from cosearch.evo import SearchOptions, run
 
-    try:
-        config = resolve_config(args)
-        options = SearchOptions(
-            hw=args.hw, objectives=tuple(o.strip() for o in args.objectives.split(",")
-                                         if o.strip()),
-            max_ppl=args.max_ppl, max_latency_ms=args.max_latency_ms,
-            crossover=args.crossover, regime=args.regime, lut_dir=args.lut_dir,
-            backend=args.backend, strict=args.strict, hw_budget_kib=args.hw_budget_kib,
-            hw_budget_mm2=args.hw_budget_mm2,
-            hw_pe=tuple(int(x) for x in args.hw_pe.split(",")) if args.hw_pe else (),
-            baseline_ppl=args.baseline_ppl, baseline_checkpoint=args.baseline_checkpoint,
-            final_eval=not args.no_final_eval, final_tokens=args.final_tokens)
-        hw_tag = args.hw.replace(",", "+")
-        out = args.out or f"runs/search/{config.name}-{hw_tag}-seed{config.search.seed}"
-        summary = run(config, out, checkpoint=args.checkpoint, data_dir=args.data_dir,
-                      options=options, resume=args.resume, progress=not args.quiet)
-    except (SearchError, UnknownNameError, FileNotFoundError, ValueError, KeyError,
-            RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    config = resolve_config(args)
+    options = SearchOptions(
+        hw=args.hw, objectives=tuple(o.strip() for o in args.objectives.split(",")
+                                     if o.strip()),
+        max_ppl=args.max_ppl, max_latency_ms=args.max_latency_ms,
+        crossover=args.crossover, regime=args.regime, lut_dir=args.lut_dir,
+        backend=args.backend, strict=args.strict, hw_budget_kib=args.hw_budget_kib,
+        hw_budget_mm2=args.hw_budget_mm2,
+        hw_pe=tuple(int(x) for x in args.hw_pe.split(",")) if args.hw_pe else (),
+        baseline_ppl=args.baseline_ppl, baseline_checkpoint=args.baseline_checkpoint,
+        final_eval=not args.no_final_eval, final_tokens=args.final_tokens)
+    hw_tag = args.hw.replace(",", "+")
+    out = args.out or f"runs/search/{config.name}-{hw_tag}-seed{config.search.seed}"
+    summary = run(config, out, checkpoint=args.checkpoint, data_dir=args.data_dir,
+                  options=options, resume=args.resume, progress=not args.quiet)
     t = summary["time"]
     print(f"front: {summary['front_size']} pairs of {summary['n_evaluated']} evaluated; "
           f"hypervolume {summary['hypervolume']}; {t['total_s']:.1f} s "
@@ -141,7 +128,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {r['baseline']} on {r['hw']}, {r['budget']}: {r['reduction']:.2f}x EDP "
                   f"({r['arch']})")
     print(f"results in {summary['workdir']} (summary.md, pareto.csv, plots)")
-    return 0
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit code 0, or 2 with one line saying what to fix (130 when interrupted)."""
+    return main_wrapper(_main, argv)
 
 
 if __name__ == "__main__":

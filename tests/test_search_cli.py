@@ -1,49 +1,36 @@
 """`python -m cosearch.search`: help, clear errors, and a smoke run on the tiny preset
-(a tiny supernet trained in the fixture, hardware costed by the analytical model into a
-toy LUT directory, or a toy coster until `cosearch.hw.lut` exists)."""
+(the tiny supernet of conftest's `tiny_checkpoint`, hardware costed by the analytical model
+with an empty LUT directory, or a toy coster if `cosearch.hw.lut` is missing)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import cosearch.evo.runner as runner
-from cosearch.config import get_preset
 from cosearch.evo.toys import ToyCoster
 from cosearch.search import main
 
 DATA = Path(__file__).parent / "data" / "tiny_corpus"
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    train = pytest.importorskip("cosearch.supernet.train",
-                                reason="supernet training (cosearch.supernet.train) missing")
-    cfg = get_preset("tiny")
-    cfg = replace(cfg, data=replace(cfg.data, data_dir=str(DATA)),
-                  # one step without distillation: only compile time matters here
-                  train=replace(cfg.train, steps=1, eval_every=1, ckpt_every=1, log_every=1,
-                                distill=False, n_random=0))
-    workdir = tmp_path_factory.mktemp("tiny_supernet")
-    train.run(cfg, workdir)
-    return workdir
-
-
 @pytest.fixture()
 def costing(monkeypatch, tmp_path) -> list[str]:
-    """CLI flags for the cost tables: the analytical backend into a fresh LUT directory
-    if the LUT module exists, else the toy coster patched in."""
+    """CLI flags for a toy LUT: the tiny preset's GEMMs on the thesis config, built by
+    `cosearch.build_lut` with the analytical model; the toy coster if that is missing."""
     try:
-        import cosearch.hw.lut  # noqa: F401
+        from cosearch.build_lut import main as build_lut
     except ImportError:
         monkeypatch.setattr(runner, "make_coster", lambda config, opts: ToyCoster(config.space))
         return []
-    return ["--backend", "analytical", "--lut-dir", str(tmp_path / "lut")]
+    lut = tmp_path / "lut"
+    assert build_lut(["--preset", "tiny", "--hw", "gemmini-64k-256k", "--lut-dir", str(lut)]) == 0
+    assert (lut / "tiny" / "gemmini-64k-256k.csv").is_file()
+    return ["--backend", "lut", "--strict", "--lut-dir", str(lut)]
 
 
 def test_help_lists_the_flags():
@@ -80,6 +67,8 @@ def test_smoke_run_resume_and_wrong_preset(tiny_checkpoint, costing, tmp_path, c
     assert pareto["preset"] == "tiny" and pareto["front"]
     assert all(f["ppl_valid"] > 1 and f["edp"] > 0 for f in pareto["front"])
     assert (out / "summary.md").is_file() and (out / "ppl_vs_edp.png").is_file()
+    if costing:  # the toy LUT was used, not the model
+        assert pareto["cost_source"]["gemmini-64k-256k"].endswith("gemmini-64k-256k.csv")
     # More generations of the same run, resumed from its checkpoint.
     argv = [a if a != "2" else "3" for a in base]
     assert main([*argv, "--resume"]) == 0, capsys.readouterr().err
@@ -90,3 +79,10 @@ def test_smoke_run_resume_and_wrong_preset(tiny_checkpoint, costing, tmp_path, c
              "--quiet", "--out", str(tmp_path / "x"), *costing]
     assert main(wrong) == 2
     assert "trained on search space 'tiny'" in capsys.readouterr().err
+    # A LUT that does not exist: the error names the command that builds it.
+    missing = ["--checkpoint", str(tiny_checkpoint), "--data-dir", str(DATA), "--quiet",
+               "--out", str(tmp_path / "y"), "--backend", "lut", "--lut-dir",
+               str(tmp_path / "no_lut"), "--hw", "gemmini-256k-64k"]
+    assert main(missing) == 2
+    assert "python -m cosearch.build_lut --preset tiny --hw gemmini-256k-64k" in \
+        capsys.readouterr().err
