@@ -115,3 +115,15 @@ def test_bad_input_fails_clearly(tmp_path):
     other = ToyEvaluator(get_preset("cpu").space)
     with pytest.raises(SearchError, match="--preset cpu"):
         run(CFG, tmp_path / "u", evaluator=other, coster=ToyCoster(SPACE), progress=False)
+
+
+def test_from_scratch_baseline_and_misuse(tmp_path):
+    scratch = ToyEvaluator(SPACE)
+    scratch.from_scratch = SPACE.largest()
+    out = _run(tmp_path / "b", baseline_evaluator=scratch)
+    rows = [r for r in out["edp_reduction"] if r["baseline"] == "from scratch"]
+    assert len(rows) == 4 and all(r["reduction"] for r in rows)
+    summary = (tmp_path / "b" / "summary.md").read_text()
+    assert "from scratch" in summary and "Layer heterogeneity" in summary
+    with pytest.raises(SearchError, match="from-scratch model, not a supernet"):
+        run(CFG, tmp_path / "c", evaluator=scratch, coster=ToyCoster(SPACE), progress=False)
