@@ -159,6 +159,14 @@ def test_problem_constraints_cache_and_state():
     clone.load_state_dict(json.loads(json.dumps(prob.state_dict())))
     assert [e.to_dict() for e in clone.evaluations()] == [e.to_dict() for e in
                                                           prob.evaluations()]
+    # Over the latency limit: infeasible without spending a perplexity evaluation.
+    lat_small = ToyCoster(TINY).cost(TINY.smallest(), hw).latency_s
+    calls = []
+    fast = Problem(TINY, lambda a: calls.append(a) or ppl(a), ToyCoster(TINY), hw=hw,
+                   max_latency_s=lat_small * 1.01)
+    e_big, e_small = fast.evaluate([big, small])
+    assert not e_big.feasible and math.isnan(e_big.ppl) and e_small.feasible
+    assert calls == [TINY.smallest()]
     with pytest.raises(SearchError, match="objectives"):
         Problem(TINY, ppl, ToyCoster(TINY), hw=hw, objectives=("ppl", "speed"))
     with pytest.raises(SearchError, match="exactly one"):

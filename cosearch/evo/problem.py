@@ -253,12 +253,15 @@ class Problem:
             self.timers.hw_archs += len(archs)
             for arch, c in zip(archs, costs, strict=True):
                 lat, en = float(c.latency_s), float(c.energy_J)
-                ppl = self.perplexity(arch)
+                if self.max_latency_s is not None and lat > self.max_latency_s:
+                    # Infeasible whatever its perplexity: skip the expensive evaluation.
+                    ppl, viol = math.nan, lat / self.max_latency_s - 1.0
+                else:
+                    ppl = self.perplexity(arch)
+                    viol = self._violation(ppl, lat)
                 self.cache[(arch, name)] = Evaluation(
-                    arch, name, ppl, lat, en, float(c.edp),
-                    self.space.param_count(arch), self.space.flops(arch),
-                    self._violation(ppl, lat), self.generation,
-                )
+                    arch, name, ppl, lat, en, float(c.edp), self.space.param_count(arch),
+                    self.space.flops(arch), viol, self.generation)
         return [self.cache[(arch, _hw_name(hw))] for arch, hw in pairs]
 
     def evaluate(self, genomes: Sequence[Sequence[int]]) -> list[Evaluation]:

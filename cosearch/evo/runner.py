@@ -348,7 +348,7 @@ def _finish(config: RunConfig, workdir: Path, options: SearchOptions,
         problem = next((p for p in problems.values() if hw in p.hw_configs), any_problem)
         (b,) = problem.evaluate_pairs([(largest, problem.hw_config(hw))])
         ppl = (float(evaluator.perplexity(largest, "valid", final_tokens))
-               if options.final_eval else b.ppl)
+               if options.final_eval else problem.perplexity(largest))  # b.ppl may be NaN
         baselines.append(pareto.Baseline("supernet largest", hw, ppl, b.edp, b.latency_s,
                                          b.energy_J))
         if scratch_ppl is not None:
