@@ -1,0 +1,288 @@
+"""One profiling case, isolated: (arch, sequence length, batch, attention) in a subprocess.
+
+Owns the measurement protocol of the throughput-wall study (baseline memory, timed load,
+compile, warm-up, >= 5 timed runs, peak memory) and the parent-side isolation: the case
+runs in `python -m cosearch.wall.protocol`, watched by an RSS watchdog (psutil) that
+kills it at the memory limit or the timeout, so out-of-memory, timeouts and errors become
+records with a reason instead of ending the sweep. The child writes its partial record
+after every stage, so a killed case still says how far it got. It must not decide which
+cases to run (see `sweep`) nor summarise them (see `report`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+STATUSES = ("ok", "oom", "timeout", "error", "skipped")
+# Messages with which XLA / Python report a failed allocation.
+_OOM_MARKERS = ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory", "MemoryError",
+                "Failed to allocate", "std::bad_alloc")
+POLL_S = 0.01
+
+
+@dataclass(frozen=True)
+class Case:
+    """What one isolated run measures. `arch` is an Arch dict (JSON-able)."""
+
+    checkpoint: str
+    arch: dict
+    seq_len: int
+    batch: int = 1
+    attention: str = "dense"  # "chunked": the model's query-chunked attention (256 queries)
+    logits: str = "all"  # "all": log-probs at every position (the study's forward); "last"
+    runs: int = 5
+    warmup: int = 1
+    seed: int = 0
+
+    def key(self) -> str:
+        """Identity of the case in results files (resume skips finished keys)."""
+        from cosearch.space import Arch
+
+        a = Arch.from_dict(self.arch).short()
+        return f"{a}|L{self.seq_len}|b{self.batch}|{self.attention}|logits-{self.logits}"
+
+
+# ----- child side ----------------------------------------------------------------------------
+def _rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux >= 4.0), so the peak of the forward is not
+    the peak of loading. False where unsupported (then the lifetime peak is used)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _write(path: Path, rec: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(rec))
+    os.replace(tmp, path)
+
+
+def measure(case: Case, out: Path) -> dict:
+    """Run `case` in this process, writing the partial record to `out` after each stage."""
+    rec: dict = {"stage": "start", "rss_start_mb": _rss_mb()}
+    _write(out, rec)
+    t = time.perf_counter()
+    import jax
+    import jax.numpy as jnp
+
+    from cosearch.config import RunConfig
+    from cosearch.space import Arch
+    from cosearch.supernet.extract import extract
+    from cosearch.supernet.model import count_params
+    from cosearch.supernet.train import make_model, read_run_config, restore_params
+
+    dev = jax.devices()[0]
+    rec.update(stage="baseline", import_s=time.perf_counter() - t, rss_baseline_mb=_rss_mb(),
+               device=f"{dev.platform}:{dev.device_kind}", jax_version=jax.__version__)
+    _write(out, rec)
+
+    # Load: restore the supernet and slice out the dense subnet (timed together).
+    t = time.perf_counter()
+    desc = read_run_config(Path(case.checkpoint))
+    config = RunConfig.from_dict(desc["config"])
+    space = config.space
+    arch = space.validate(Arch.from_dict(case.arch))
+    sup = make_model(config, int(desc["vocab_size"]), attention=case.attention)
+    params, step = restore_params(Path(case.checkpoint), sup, space)
+    model, sub = extract(space, {"params": params}, arch, sup)
+    sub = jax.device_put(sub)
+    jax.block_until_ready(sub)
+    del params
+    n_params = count_params(sub)
+    rec.update(stage="loaded", load_s=time.perf_counter() - t, rss_loaded_mb=_rss_mb(),
+               checkpoint_step=int(step), params=n_params,
+               backbone_params=space.param_count(arch, embeddings=False))
+    _write(out, rec)
+
+    # Compile the forward for this shape (and note XLA's planned scratch memory).
+    last = case.logits == "last"
+
+    def forward(p, x):
+        if not last:
+            return model.apply(p, x)
+        h = model.apply(p, x, method=lambda mod, t: mod.hidden(t))
+        return model.apply(p, h[:, -1:], method=lambda mod, hh: mod.embedding.log_prob_blocks(hh))
+
+    tokens = jax.random.randint(jax.random.key(case.seed), (case.batch, case.seq_len), 0,
+                                model.vocab, dtype=jnp.int32)
+    t = time.perf_counter()
+    compiled = jax.jit(forward).lower(sub, tokens).compile()
+    rec.update(stage="compiled", compile_s=time.perf_counter() - t)
+    try:
+        ma = compiled.memory_analysis()
+        rec["xla_temp_mb"] = ma.temp_size_in_bytes / 2**20
+        rec["xla_output_mb"] = ma.output_size_in_bytes / 2**20
+    except Exception:  # not every backend reports it
+        pass
+    _write(out, rec)
+
+    # Warm-up, then the timed runs; the peak-RSS mark is reset so it covers the forward.
+    reset = _reset_peak_rss()
+    t = time.perf_counter()
+    for _ in range(case.warmup):
+        jax.block_until_ready(compiled(sub, tokens))
+    rec.update(stage="warm", warmup_s=time.perf_counter() - t)
+    _write(out, rec)
+    times = []
+    for _ in range(case.runs):
+        t = time.perf_counter()
+        res = compiled(sub, tokens)
+        jax.block_until_ready(res)
+        times.append(time.perf_counter() - t)
+    prob_sum = float(sum(jnp.exp(b[0, -1]).sum() for b in res))
+    med = statistics.median(times)
+    q = statistics.quantiles(times, n=4) if len(times) >= 2 else [med, med, med]
+    rec.update(
+        stage="done", times_s=times, median_s=med, min_s=min(times), max_s=max(times),
+        iqr_s=q[2] - q[0], tokens_per_s=case.batch * case.seq_len / med,
+        peak_rss_mb=_peak_rss_mb(), peak_reset=reset, prob_sum_last=prob_sum,
+    )
+    rec["tokens_per_s_per_M"] = rec["tokens_per_s"] / (n_params / 1e6)
+    if dev.platform != "cpu":
+        stats = dev.memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            rec["peak_device_mb"] = stats["peak_bytes_in_use"] / 2**20
+    _write(out, rec)
+    return rec
+
+
+def child_main(argv: list[str]) -> int:
+    """`python -m cosearch.wall.protocol CASE.json OUT.json` (run by `run_isolated`)."""
+    case_path, out_path = Path(argv[0]), Path(argv[1])
+    case = Case(**json.loads(case_path.read_text()))
+    try:
+        measure(case, out_path)
+    except BaseException as e:  # record why, then fail: the parent classifies
+        rec = json.loads(out_path.read_text()) if out_path.exists() else {}
+        msg = f"{type(e).__name__}: {e}"
+        rec.update(error=msg[-2000:], traceback=traceback.format_exc()[-4000:])
+        _write(out_path, rec)
+        return 1
+    return 0
+
+
+# ----- parent side ---------------------------------------------------------------------------
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def is_oom_message(msg: str) -> bool:
+    return any(m in msg for m in _OOM_MARKERS)
+
+
+def run_isolated(case: Case, *, mem_limit_gb: float | None, timeout_s: float,
+                 log_dir: Path | None = None) -> dict:
+    """Run `case` in a fresh Python process under an RSS watchdog; return its record with
+    `status` (ok, oom, timeout, error) and `reason`. Never raises for a failing case."""
+    limit = None if mem_limit_gb is None else mem_limit_gb * 2**30
+    env = dict(os.environ)
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # GPU: peak = what is used
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with tempfile.TemporaryDirectory(prefix="wall-case-") as tmp:
+        case_path, out_path = Path(tmp) / "case.json", Path(tmp) / "out.json"
+        case_path.write_text(json.dumps(asdict(case)))
+        log_path = (Path(log_dir) / (_safe(case.key()) + ".log")) if log_dir else Path(tmp) / "log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        killed, max_rss = None, 0
+        with log_path.open("w") as log_f:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cosearch.wall.protocol", str(case_path), str(out_path)],
+                stdout=log_f, stderr=subprocess.STDOUT, env=env,
+            )
+            ps = psutil.Process(proc.pid)
+            while proc.poll() is None:
+                try:
+                    rss = _tree_rss(ps)
+                except psutil.Error:
+                    rss = 0
+                max_rss = max(max_rss, rss)
+                if limit is not None and rss > limit:
+                    killed = "oom"
+                elif time.perf_counter() - t0 > timeout_s:
+                    killed = "timeout"
+                if killed:
+                    proc.kill()
+                    proc.wait()
+                    break
+                time.sleep(POLL_S)
+        wall = time.perf_counter() - t0
+        rec = {}
+        if out_path.exists():
+            try:
+                rec = json.loads(out_path.read_text())
+            except json.JSONDecodeError:
+                rec = {}
+        tail = log_path.read_text()[-1500:] if log_path.exists() else ""
+    rec.update(case_wall_s=wall, watchdog_max_rss_mb=max_rss / 2**20,
+               mem_limit_gb=mem_limit_gb, timeout_s=timeout_s)
+    stage = rec.get("stage", "start")
+    peak = max(rec.get("peak_rss_mb", 0.0), rec.get("peak_device_mb", 0.0))
+    if killed == "oom":
+        status = "oom"
+        reason = (f"RSS {max_rss / 2**30:.2f} GiB passed the {mem_limit_gb} GiB limit "
+                  f"after stage '{stage}'")
+    elif killed == "timeout":
+        status, reason = "timeout", f"over {timeout_s:.0f} s (after stage '{stage}')"
+    elif proc.returncode == 0 and stage == "done":
+        if limit is not None and peak * 2**20 > limit:  # a spike between two polls
+            status = "oom"
+            reason = f"peak {peak / 1024:.2f} GiB above the {mem_limit_gb} GiB limit"
+        else:
+            status, reason = "ok", ""
+    else:
+        msg = rec.get("error") or tail.strip().splitlines()[-1:] or [""]
+        msg = msg if isinstance(msg, str) else msg[0]
+        if proc.returncode == -9 or is_oom_message(msg + tail):
+            status = "oom"
+            reason = f"allocation failed in stage '{stage}': {msg[-300:]}"
+        else:
+            status = "error"
+            reason = f"exit {proc.returncode} in stage '{stage}': {msg[-300:]}"
+    rec.update(status=status, reason=reason)
+    rec.pop("traceback", None)
+    return rec
+
+
+def _safe(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "-._" else "_" for c in key)
+
+
+if __name__ == "__main__":
+    sys.exit(child_main(sys.argv[1:]))

@@ -1,0 +1,337 @@
+"""The throughput-wall sweep: which cases to run, in what order, and resuming.
+
+Owns the parsing of the sweep's inputs (sequence lengths, the `--archs` spec, attention
+implementations), the case order (shortest lengths first, so a cut-short sweep still covers
+every model), the append-only results files (`results.jsonl`, `results.csv`: one line per
+finished case, written as it finishes) and resume (finished keys are skipped). Each case
+runs isolated through `protocol.run_isolated`; a failing case is a record, never the end
+of the sweep. It must not measure anything itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import platform
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from cosearch.space import Arch, ArchError, SearchSpace, arch_from_arg
+from cosearch.wall.protocol import Case, run_isolated
+
+log = logging.getLogger(__name__)
+
+ATTENTION_IMPLS = ("dense", "chunked")
+RESULTS_JSONL = "results.jsonl"
+RESULTS_CSV = "results.csv"
+RUN_JSON = "run.json"
+FAILED = ("oom", "timeout", "error", "skipped")
+CSV_COLUMNS = (
+    "key", "label", "arch_id", "seq_len", "batch", "attention", "logits", "status", "reason",
+    "params", "backbone_params", "load_s", "compile_s", "warmup_s", "median_s", "min_s",
+    "max_s", "iqr_s", "tokens_per_s", "tokens_per_s_per_M", "rss_baseline_mb",
+    "rss_loaded_mb", "peak_rss_mb", "peak_device_mb", "xla_temp_mb", "xla_output_mb",
+    "case_wall_s", "mem_limit_gb", "timeout_s", "device",
+)
+
+
+# ----- inputs ------------------------------------------------------------------------------
+def parse_seq(spec: str | Iterable) -> tuple[int, ...]:
+    """'128,512,1024' -> (128, 512, 1024), sorted, unique; anything else a clear error."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out = set()
+    for item in items:
+        s = str(item).strip()
+        if not s:
+            continue
+        try:
+            v = int(s)
+        except ValueError:
+            v = None
+        if v is None or v <= 0 or str(v) != s.lstrip("+"):
+            raise ValueError(f"sequence length '{s}' is not a positive integer; give e.g. "
+                             "--seq 128,512,1024")
+        out.add(v)
+    if not out:
+        raise ValueError("no sequence lengths given; e.g. --seq 128,512,1024,2048")
+    return tuple(sorted(out))
+
+
+def parse_attention(spec: str | Iterable[str]) -> tuple[str, ...]:
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
+    items = [s for s in items if s]
+    bad = [s for s in items if s not in ATTENTION_IMPLS]
+    if bad or not items:
+        raise ValueError(f"unknown attention implementation(s) {bad or items}; known: "
+                         f"{', '.join(ATTENTION_IMPLS)}")
+    return tuple(dict.fromkeys(items))
+
+
+@dataclass(frozen=True)
+class Model:
+    """One arch of the sweep and where it came from."""
+
+    label: str
+    arch: Arch
+    note: str = ""
+
+
+def _split_top(spec: str) -> list[str]:
+    """Split on commas outside braces (an inline JSON arch has commas)."""
+    parts, depth, cur = [], 0, ""
+    for c in spec:
+        depth += c in "{[" and 1 or 0
+        depth -= c in "}]" and 1 or 0
+        if c == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += c
+    parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def pareto_archs(space: SearchSpace, path: str | Path, max_n: int = 3) -> list[Model]:
+    """Distinct archs of a search run's pareto.json front, ordered by perplexity; at most
+    `max_n`, evenly spaced along the front (both ends kept)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"pareto file '{path}' not found; give the pareto.json of a "
+                                "`python -m cosearch.search` run")
+    try:
+        front = json.loads(p.read_text())["front"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"'{path}' is not a search run's pareto.json (needs a 'front' list "
+                         f"of evaluations): {e}") from None
+    seen: dict[Arch, float] = {}
+    for e in sorted(front, key=lambda e: e.get("ppl", 0.0)):
+        a = space.validate(Arch.from_dict(e["arch"]))
+        seen.setdefault(a, float(e.get("ppl", float("nan"))))
+    archs = list(seen.items())
+    if len(archs) > max_n:
+        idx = sorted({round(i * (len(archs) - 1) / max(1, max_n - 1)) for i in range(max_n)})
+        archs = [archs[i] for i in idx]
+    return [Model(f"pareto{i + 1}", a, f"front of {p.name}, search ppl {ppl:.1f}")
+            for i, (a, ppl) in enumerate(archs)]
+
+
+def resolve_archs(space: SearchSpace, spec: str, *, seed: int = 0,
+                  pareto_max: int = 3) -> list[Model]:
+    """'largest,smallest,random:5,pareto:FILE' (or a JSON file / inline JSON arch) ->
+    models, duplicates dropped. Archs outside the space fail naming the field."""
+    models: list[Model] = []
+    rng = random.Random(f"{seed}:profile_wall")
+    for item in _split_top(spec):
+        if item.startswith("random:"):
+            n = item.split(":", 1)[1]
+            if not n.isdigit() or int(n) <= 0:
+                raise ValueError(f"'{item}': random:N needs a positive integer N")
+            models += [Model(f"random{i + 1}", space.sample(rng), f"uniform sample, seed {seed}")
+                       for i in range(int(n))]
+        elif item.startswith("pareto:"):
+            models += pareto_archs(space, item.split(":", 1)[1], pareto_max)
+        elif item in ("largest", "smallest"):
+            models.append(Model(item, arch_from_arg(space, item)))
+        else:
+            try:
+                a = arch_from_arg(space, item)
+            except ArchError as e:
+                raise ArchError(f"{e}; --archs items are largest, smallest, random:N, "
+                                "pareto:FILE, a JSON file or an inline JSON arch") from None
+            models.append(Model(f"arch{len(models) + 1}", a, "given"))
+    out, seen = [], set()
+    for m in models:
+        if m.arch not in seen:
+            seen.add(m.arch)
+            out.append(m)
+    if not out:
+        raise ValueError("no architectures selected; e.g. --archs largest,smallest,random:3")
+    return out
+
+
+def check_checkpoint(checkpoint: str | Path) -> dict:
+    """The run's config.json, after checking the directory holds a checkpoint at all."""
+    from cosearch.supernet.train import CKPT_DIR, CheckpointError, read_run_config
+
+    path = Path(checkpoint)
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint directory '{checkpoint}' does not exist; train "
+                                "one with `python -m cosearch.train_supernet --workdir DIR`")
+    desc = read_run_config(path)
+    ck = path / CKPT_DIR
+    if not ck.is_dir() or not any(p.name.isdigit() for p in ck.iterdir()):
+        raise CheckpointError(f"no saved step under '{ck}'; train (or finish training) with "
+                              "`python -m cosearch.train_supernet --workdir DIR --resume`")
+    if "vocab_size" not in desc:
+        raise CheckpointError(f"'{path}/config.json' lacks vocab_size; retrain with the "
+                              "current cosearch")
+    return desc
+
+
+# ----- results files -----------------------------------------------------------------------
+def read_results(out: str | Path) -> list[dict]:
+    """All records of `results.jsonl` (a torn last line from a killed sweep is ignored)."""
+    path = Path(out) / RESULTS_JSONL
+    recs = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                recs.append(json.loads(line))
+            except json.JSONDecodeError:
+                log.warning("ignoring a torn line in %s", path)
+    return recs
+
+
+def latest(records: list[dict]) -> dict[str, dict]:
+    """key -> last record (a retried case supersedes its earlier failure)."""
+    return {r["key"]: r for r in records}
+
+
+def append_record(out: Path, rec: dict) -> None:
+    with (out / RESULTS_JSONL).open("a") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    csv_path = out / RESULTS_CSV
+    new = not csv_path.exists()
+    with csv_path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow({k: _fmt(rec.get(k, "")) for k in CSV_COLUMNS})
+
+
+def _fmt(v):
+    return f"{v:.6g}" if isinstance(v, float) else v
+
+
+def machine_info() -> dict:
+    vm = psutil.virtual_memory()
+    return {"platform": platform.platform(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count(), "mem_total_gb": round(vm.total / 2**30, 1),
+            "python": platform.python_version()}
+
+
+# ----- the sweep ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SweepOptions:
+    archs: str = "largest,smallest"
+    seq: tuple[int, ...] = (128, 512, 1024, 2048)
+    attention: tuple[str, ...] = ATTENTION_IMPLS
+    batch: int = 1
+    mem_limit_gb: float | None = 4.0
+    timeout_s: float = 120.0
+    runs: int = 5
+    warmup: int = 1
+    logits: str = "all"
+    skip_after_fail: bool = True
+    retry_failed: bool = False
+    pareto_max: int = 3
+    seed: int = 0
+    hw: tuple[str, ...] = ("gemmini-64k-256k", "gemmini-256k-64k")
+    modelled: bool = True
+    report: bool = True
+
+
+def plan(models: list[Model], opts: SweepOptions, checkpoint: str) -> list[tuple[Model, Case]]:
+    """Cases in run order: by length, then model, then attention."""
+    return [
+        (m, Case(str(checkpoint), m.arch.to_dict(), L, opts.batch, impl, opts.logits,
+                 opts.runs, opts.warmup, opts.seed))
+        for L in opts.seq for m in models for impl in opts.attention
+    ]
+
+
+def _group(rec: dict) -> tuple:
+    return (rec["arch_id"], rec["batch"], rec["attention"], rec["logits"])
+
+
+def run(checkpoint: str | Path, out: str | Path, opts: SweepOptions,
+        progress: Callable[[Iterable], Iterable] | None = None) -> dict:
+    """Run (or resume) the sweep into `out`; return a summary with counts and the report."""
+    if opts.batch <= 0:
+        raise ValueError(f"--batch must be a positive integer, got {opts.batch}")
+    if opts.runs < 5:
+        raise ValueError(f"--runs must be at least 5 (the protocol's timed runs), got {opts.runs}")
+    if opts.mem_limit_gb is not None and opts.mem_limit_gb <= 0:
+        raise ValueError(f"--mem-limit-gb must be positive, got {opts.mem_limit_gb}")
+    if opts.logits not in ("all", "last"):
+        raise ValueError(f"--logits must be 'all' or 'last', got '{opts.logits}'")
+    parse_attention(opts.attention)
+    parse_seq(opts.seq)
+    desc = check_checkpoint(checkpoint)
+    from cosearch.config import RunConfig
+
+    space = RunConfig.from_dict(desc["config"]).space
+    models = resolve_archs(space, opts.archs, seed=opts.seed, pareto_max=opts.pareto_max)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    from cosearch.supernet.train import git_commit, write_json_atomic
+
+    write_json_atomic(out / RUN_JSON, {
+        "checkpoint": Path(checkpoint).name, "space": space.name,
+        "vocab_size": desc["vocab_size"], "options": {**opts.__dict__},
+        "models": [{"label": m.label, "arch_id": m.arch.short(), "arch": m.arch.to_dict(),
+                    "note": m.note} for m in models],
+        "machine": machine_info(), "git_commit": git_commit(),
+    })
+    done = latest(read_results(out))
+    cases = plan(models, opts, str(checkpoint))
+    t0 = time.perf_counter()
+    counts = {"run": 0, "resumed": 0, **{s: 0 for s in ("ok", *FAILED)}}
+    it = progress(cases) if progress else cases
+    for m, case in it:
+        key = case.key()
+        prev = done.get(key)
+        if prev is not None and (prev["status"] == "ok" or not opts.retry_failed):
+            counts["resumed"] += 1
+            continue
+        meta = {"key": key, "label": m.label, "arch_id": m.arch.short(),
+                "arch": m.arch.to_dict(), "seq_len": case.seq_len, "batch": case.batch,
+                "attention": case.attention, "logits": case.logits,
+                "finished_at": None}
+        blocker = None
+        if opts.skip_after_fail:
+            blocker = next((r for r in done.values() if _group(r) == _group(meta)
+                            and r["seq_len"] < case.seq_len and r["status"] in ("oom",
+                                                                               "timeout")),
+                           None)
+        if blocker is not None:
+            rec = {**meta, "status": "skipped",
+                   "reason": f"{blocker['status']} at L={blocker['seq_len']}: longer sequences "
+                             "need at least as much memory and time",
+                   "mem_limit_gb": opts.mem_limit_gb, "timeout_s": opts.timeout_s}
+        else:
+            log.info("case %s", key)
+            rec = {**meta, **run_isolated(case, mem_limit_gb=opts.mem_limit_gb,
+                                          timeout_s=opts.timeout_s,
+                                          log_dir=out / "logs")}
+            counts["run"] += 1
+            if rec["status"] == "ok":  # keep logs of failures only
+                from cosearch.wall.protocol import _safe
+
+                (out / "logs" / (_safe(key) + ".log")).unlink(missing_ok=True)
+        rec["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        counts[rec["status"]] += 1
+        done[key] = rec
+        append_record(out, rec)
+        if rec["status"] != "ok":
+            log.info("%s: %s (%s)", key, rec["status"], rec["reason"])
+    elapsed = time.perf_counter() - t0
+    summary = {"out": str(out), "cases": len(cases), "elapsed_s": elapsed, **counts}
+    if opts.modelled:
+        from cosearch.wall.modelled import write_modelled
+
+        write_modelled(out, space, models, opts.seq, opts.hw)
+    if opts.report:
+        from cosearch.wall.report import write_report
+
+        summary["report"] = str(write_report(out))
+    return summary
