@@ -163,7 +163,8 @@ class Problem:
 
     # ----- decoding ---------------------------------------------------------------------
     def decode(self, genome: Sequence[int]) -> tuple[Arch, Any]:
-        """Genome -> (arch, hw config). Raises SearchError on a malformed genome."""
+        """Genome -> (arch, hw config), memoised. A malformed genome raises SearchError
+        (wrong length) or ArchError (a gene out of range)."""
         key = tuple(genome)
         hit = self._decoded.get(key)
         if hit is None:
