@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-from cosearch.space import Arch, ArchError, SearchSpace, arch_from_arg
+from cosearch.space import Arch, SearchSpace, arch_from_arg
 from cosearch.wall.protocol import Case, run_isolated
 
 log = logging.getLogger(__name__)
@@ -140,12 +140,7 @@ def resolve_archs(space: SearchSpace, spec: str, *, seed: int = 0,
         elif item in ("largest", "smallest"):
             models.append(Model(item, arch_from_arg(space, item)))
         else:
-            try:
-                a = arch_from_arg(space, item)
-            except ArchError as e:
-                raise ArchError(f"{e}; --archs items are largest, smallest, random:N, "
-                                "pareto:FILE, a JSON file or an inline JSON arch") from None
-            models.append(Model(f"arch{len(models) + 1}", a, "given"))
+            models.append(Model(f"arch{len(models) + 1}", arch_from_arg(space, item), "given"))
     out, seen = [], set()
     for m in models:
         if m.arch not in seen:
@@ -309,7 +304,7 @@ def run(checkpoint: str | Path, out: str | Path, opts: SweepOptions,
                              "need at least as much memory and time",
                    "mem_limit_gb": opts.mem_limit_gb, "timeout_s": opts.timeout_s}
         else:
-            log.info("case %s", key)
+            log.debug("case %s", key)
             rec = {**meta, **run_isolated(case, mem_limit_gb=opts.mem_limit_gb,
                                           timeout_s=opts.timeout_s,
                                           log_dir=out / "logs")}
