@@ -169,6 +169,7 @@ def plot_all(out: Path, records: list[dict], modelled: list[dict]) -> list[Path]
     for name, field, ylabel in (("tokens_per_s", "tokens_per_s", "tokens/s (batch 1)"),
                                 ("peak_memory", "peak_rss_mb", "peak memory (MiB)")):
         fig, ax = plt.subplots(figsize=(7, 4.5))
+        plotted = False
         for (label, att), rs in sorted(groups.items()):
             rs = sorted(rs, key=lambda r: r["seq_len"])
             ok = [r for r in rs if r["status"] == "ok"]
@@ -176,14 +177,16 @@ def plot_all(out: Path, records: list[dict], modelled: list[dict]) -> list[Path]
                 "peak_device_mb") else field
             ax.plot([r["seq_len"] for r in ok], [r[key] for r in ok], ls[att], marker="o",
                     color=colors[label], label=f"{label} {att}")
+            plotted = plotted or bool(ok)
             bad = [r for r in rs if r["status"] in ("oom", "timeout", "error")]
             if bad and ok:
                 ax.plot([r["seq_len"] for r in bad], [ok[-1][key]] * len(bad), "x",
                         color=colors[label], markersize=10)
         if field == "peak_rss_mb" and limit:
             ax.axhline(limit * 1024, color="k", lw=0.8, ls=":", label=f"limit {limit} GiB")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        if plotted:  # nothing worked: log axes would have no range
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
         ax.set_xlabel("sequence length (tokens)")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{ylabel} vs length (x: first failure)")

@@ -1,0 +1,172 @@
+"""Throughput-wall profiler: attention equivalence, classes, fits, the isolated-case path
+(real subprocesses on the tiny supernet, forced failures recorded, resume) and bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cosearch.space import ArchError, get_space
+from cosearch.supernet.model import build_model, causal_attention
+from cosearch.wall.protocol import Case, run_isolated
+from cosearch.wall.report import classify, fit_exponent, model_summaries, success_rates
+from cosearch.wall.sweep import (
+    SweepOptions,
+    check_checkpoint,
+    pareto_archs,
+    parse_attention,
+    parse_seq,
+    read_results,
+    resolve_archs,
+    run,
+)
+
+
+# ----- attention implementations --------------------------------------------------------------
+def test_chunked_attention_equals_dense_uneven_length():
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    shape = (2, 50, 3, 8)  # 50 is not a multiple of the chunk: the padding path is used
+    q, k, v = (jax.random.normal(kk, shape) for kk in (k1, k2, k3))
+    dense = causal_attention(q, k, v, impl="dense")
+    chunked = causal_attention(q, k, v, impl="chunked", chunk=16)
+    np.testing.assert_allclose(np.asarray(chunked), np.asarray(dense), rtol=1e-5, atol=1e-5)
+
+
+def test_model_outputs_same_with_dense_and_chunked_beyond_chunk():
+    space = get_space("tiny")
+    L = 260  # longer than the model's chunk of 256 queries
+    x = jax.random.randint(jax.random.key(1), (1, L), 0, space.vocab)
+    dense = build_model(space, space.vocab, cutoffs=(16, 40), tail_div=2, attention="dense")
+    chunked = build_model(space, space.vocab, cutoffs=(16, 40), tail_div=2, attention="chunked")
+    params = jax.jit(dense.init)(jax.random.key(0), x[:, :8])
+    a = jnp.concatenate(jax.jit(dense.apply)(params, x), -1)
+    b = jnp.concatenate(jax.jit(chunked.apply)(params, x), -1)
+    assert a.shape == (1, L, space.vocab)
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-5)
+
+
+# ----- classes, fits, summaries -------------------------------------------------------------
+@pytest.mark.parametrize("longest,cls", [
+    (8192, "High"), (1024, "High"), (1023, "Medium"), (512, "Medium"), (511, "Low"),
+    (128, "Low"), (127, "Very low"), (1, "Very low"), (None, "Failed"), (0, "Failed"),
+])
+def test_class_boundaries_of_the_study(longest, cls):
+    assert classify(longest) == cls
+
+
+def test_fit_exponent_recovers_power_laws():
+    L = np.array([512, 1024, 2048, 4096])
+    assert fit_exponent(L, 3e-6 * L**2) == pytest.approx(2.0)
+    assert fit_exponent(L, 7.0 * L) == pytest.approx(1.0)
+    assert fit_exponent([1024], [1.0]) is None
+
+
+def _rec(label, att, L, status, t=None):
+    r = {"label": label, "arch_id": label, "attention": att, "batch": 1, "logits": "all",
+         "seq_len": L, "status": status, "reason": "" if status == "ok" else status,
+         "params": 2e6, "mem_limit_gb": 4}
+    if status == "ok":
+        r.update(median_s=t, tokens_per_s=L / t, tokens_per_s_per_M=L / t / 2,
+                 peak_rss_mb=400.0, rss_loaded_mb=300.0)
+    return r
+
+
+def test_summaries_give_classes_walls_and_success_rates():
+    recs = [_rec("a", "dense", L, "ok", 1e-6 * L**2) for L in (128, 512, 1024)]
+    recs += [_rec("a", "dense", 2048, "oom"), _rec("b", "dense", 128, "ok", 0.1),
+             _rec("b", "dense", 512, "timeout"), _rec("b", "dense", 1024, "skipped"),
+             _rec("b", "dense", 2048, "skipped")]
+    rows = {r["label"]: r for r in model_summaries(recs)}
+    assert rows["a"]["class"] == "High" and rows["a"]["first_fail"] == 2048
+    assert rows["a"]["time_exp_all"] == pytest.approx(2.0)
+    assert rows["b"]["class"] == "Low" and rows["b"]["first_fail_status"] == "timeout"
+    sr = success_rates(recs)["dense"]
+    assert sr[128] == (2, 2) and sr[512] == (1, 2) and sr[1024] == (1, 2) and sr[2048] == (0, 2)
+
+
+# ----- inputs -------------------------------------------------------------------------------
+def test_parse_seq_accepts_positive_integers_only():
+    assert parse_seq("1024, 128,128") == (128, 1024)
+    for bad in ("128,abc", "0", "-5", "1.5", "", "128,,x"):
+        with pytest.raises(ValueError, match="positive integer|no sequence"):
+            parse_seq(bad)
+
+
+def test_bad_attention_and_archs():
+    assert parse_attention("chunked,dense") == ("chunked", "dense")
+    with pytest.raises(ValueError, match="known: dense, chunked"):
+        parse_attention("flash")
+    space = get_space("tiny")
+    with pytest.raises(ArchError, match="outside search space"):
+        resolve_archs(space, '{"n_layers":1,"d_model":32,"heads":[3],"d_ffn":[32]}')
+    with pytest.raises(ValueError, match="positive integer N"):
+        resolve_archs(space, "random:0")
+    models = resolve_archs(space, "largest,smallest,random:2,largest", seed=1)
+    assert [m.label for m in models][:2] == ["largest", "smallest"]
+    assert len({m.arch for m in models}) == len(models)
+
+
+def test_pareto_file_picks_spread_of_the_front(tmp_path):
+    space = get_space("tiny")
+    front = [{"arch": space.sample(random.Random(i)).to_dict(), "ppl": 50.0 - i}
+             for i in range(8)]
+    path = tmp_path / "pareto.json"
+    path.write_text(json.dumps({"front": front}))
+    models = pareto_archs(space, path, max_n=3)
+    assert 1 <= len(models) <= 3 and all(space.contains(m.arch) for m in models)
+    with pytest.raises(FileNotFoundError, match="pareto.json"):
+        pareto_archs(space, tmp_path / "missing.json")
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        check_checkpoint(tmp_path / "nope")
+    with pytest.raises(RuntimeError, match="not a cosearch run directory"):
+        check_checkpoint(tmp_path)
+    from cosearch.profile_wall import main
+
+    assert main(["--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["--checkpoint", str(tmp_path), "--seq", "12x", "--out", str(tmp_path)]) == 2
+
+
+# ----- the real isolated path ---------------------------------------------------------------
+def test_isolated_case_timeout_and_error_are_records(tmp_path, tiny_checkpoint):
+    arch = get_space("tiny").smallest().to_dict()
+    r = run_isolated(Case(str(tiny_checkpoint), arch, 32), mem_limit_gb=None, timeout_s=0.3)
+    assert r["status"] == "timeout" and r["reason"].startswith("over")
+    (tmp_path / "config.json").write_text("{}")  # a broken run directory
+    r = run_isolated(Case(str(tmp_path), arch, 32), mem_limit_gb=None, timeout_s=60)
+    assert r["status"] == "error" and r["stage"] == "baseline" and "KeyError" in r["reason"]
+
+
+def test_sweep_records_failures_continues_and_resumes(tmp_path, tiny_checkpoint):
+    out = tmp_path / "walls"
+    base = SweepOptions(archs="smallest", seq=(64, 128), attention=("dense",), runs=5,
+                        timeout_s=60, hw=("gemmini-64k-256k",))
+    # 1) an absurd memory limit: the first case is killed as OOM, the next one is skipped
+    #    (longer needs more), and the sweep still finishes with its report
+    s = run(tiny_checkpoint, out, SweepOptions(**{**base.__dict__, "mem_limit_gb": 0.02}))
+    recs = read_results(out)
+    assert [r["status"] for r in recs] == ["oom", "skipped"] and s["run"] == 1
+    assert "limit" in recs[0]["reason"] and "L=64" in recs[1]["reason"]
+    assert (out / "tables.md").is_file() and (out / "success_rate.png").is_file()
+    # 2) retry the failures with room to run: both measured for real
+    s = run(tiny_checkpoint, out, SweepOptions(**{**base.__dict__, "mem_limit_gb": 8.0,
+                                                  "retry_failed": True}))
+    ok = [r for r in read_results(out) if r["status"] == "ok"]
+    assert s["run"] == 2 and len(ok) == 2
+    for r in ok:
+        assert len(r["times_s"]) == 5 and r["tokens_per_s"] > 0 and r["params"] > 0
+        assert r["peak_rss_mb"] >= r["rss_baseline_mb"] > 0 and r["load_s"] > 0
+        assert r["prob_sum_last"] == pytest.approx(1.0, abs=1e-4)  # a real distribution
+    # 3) resume: every case is finished, nothing runs
+    s = run(tiny_checkpoint, out, SweepOptions(**{**base.__dict__, "mem_limit_gb": 8.0}))
+    assert s["run"] == 0 and s["resumed"] == 2
+    md = (out / "tables.md").read_text()
+    assert "| 64 | 100% (1/1)" in md and "| Low |" in md  # longest working length 128
+    assert (out / "modelled.csv").read_text().count("gemmini-64k-256k") == 2
