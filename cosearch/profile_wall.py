@@ -53,8 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hw", default="gemmini-64k-256k,gemmini-256k-64k", help="Gemmini "
                    "configs of the modelled view (comma list)")
     p.add_argument("--no-skip-after-fail", action="store_true", help="also run lengths "
-                   "longer than one that ran out of memory or time (default: record them as "
-                   "skipped)")
+                   "longer than one that ran out of memory or time, or whose time extrapolated "
+                   "from the shorter ones exceeds --timeout-s (default: record them as "
+                   "skipped, with the reason)")
     p.add_argument("--retry-failed", action="store_true", help="on resume, rerun failed "
                    "cases too (default: only unfinished ones)")
     p.add_argument("--seed", type=int, default=0, help="seed of random:N and the input tokens")

@@ -17,6 +17,7 @@ from cosearch.wall.protocol import Case, run_isolated
 from cosearch.wall.report import classify, fit_exponent, model_summaries, success_rates
 from cosearch.wall.sweep import (
     SweepOptions,
+    _skip_reason,
     check_checkpoint,
     pareto_archs,
     parse_attention,
@@ -87,6 +88,19 @@ def test_summaries_give_classes_walls_and_success_rates():
     assert rows["b"]["class"] == "Low" and rows["b"]["first_fail_status"] == "timeout"
     sr = success_rates(recs)["dense"]
     assert sr[128] == (2, 2) and sr[512] == (1, 2) and sr[1024] == (1, 2) and sr[2048] == (0, 2)
+
+
+def test_skip_after_failure_and_predicted_timeout():
+    opts = SweepOptions(timeout_s=90, runs=5, warmup=1)
+    meta = {"arch_id": "a", "attention": "dense", "batch": 1, "logits": "all", "seq_len": 4096}
+    done = [{**_rec("a", "dense", 1024, "ok", 1.0), "load_s": 1, "compile_s": 1},
+            {**_rec("a", "dense", 2048, "ok", 4.0), "load_s": 1, "compile_s": 1}]
+    # slope 2 from the last two: 16 s per forward x 6 runs + 2 s = 98 s > 90 s
+    assert _skip_reason(meta, done, opts).startswith("predicted 98 s > the 90 s timeout")
+    assert _skip_reason({**meta, "seq_len": 3000}, done, opts) is None  # 8.6 s x 6 + 2
+    oom = [*done[:1], _rec("a", "dense", 2048, "oom")]
+    assert _skip_reason(meta, oom, opts).startswith("oom at L=2048")
+    assert _skip_reason({**meta, "attention": "chunked"}, oom, opts) is None
 
 
 # ----- inputs -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import platform
 import random
@@ -248,6 +249,40 @@ def _group(rec: dict) -> tuple:
     return (rec["arch_id"], rec["batch"], rec["attention"], rec["logits"])
 
 
+def predicted_case_s(ok: list[dict], seq_len: int, runs: int, warmup: int) -> float:
+    """Wall time of a case at `seq_len` extrapolated from the working shorter ones of the
+    same model: the forward grows with the local log-log slope of the last two (clipped to
+    [1, 2]; 2 with one point), load and compile as measured at the longest."""
+    ok = sorted(ok, key=lambda r: r["seq_len"])
+    prev = ok[-1]
+    b = 2.0
+    if len(ok) >= 2:
+        a = ok[-2]
+        b = math.log(prev["median_s"] / a["median_s"]) / math.log(prev["seq_len"] / a["seq_len"])
+        b = min(max(b, 1.0), 2.0)
+    fixed = sum(prev.get(k) or 0.0 for k in ("import_s", "load_s", "compile_s"))
+    return fixed + (runs + warmup) * prev["median_s"] * (seq_len / prev["seq_len"]) ** b
+
+
+def _skip_reason(meta: dict, records: Iterable[dict], opts: SweepOptions) -> str | None:
+    """Why a case need not run: a shorter length of the same model already ran out of
+    memory or time, or the quadratic extrapolation of the longest working one says the
+    case cannot finish within the timeout."""
+    same = [r for r in records if _group(r) == _group(meta) and r["seq_len"] < meta["seq_len"]]
+    fail = next((r for r in same if r["status"] in ("oom", "timeout")), None)
+    if fail is not None:
+        return (f"{fail['status']} at L={fail['seq_len']}: longer sequences need at least as "
+                "much memory and time")
+    ok = [r for r in same if r["status"] == "ok"]
+    if ok:
+        t = predicted_case_s(ok, meta["seq_len"], opts.runs, opts.warmup)
+        if t > opts.timeout_s:
+            prev = max(ok, key=lambda r: r["seq_len"])
+            return (f"predicted {t:.0f} s > the {opts.timeout_s:.0f} s timeout (extrapolated "
+                    f"from {1e3 * prev['median_s']:.0f} ms per forward at L={prev['seq_len']})")
+    return None
+
+
 def run(checkpoint: str | Path, out: str | Path, opts: SweepOptions,
         progress: Callable[[Iterable], Iterable] | None = None) -> dict:
     """Run (or resume) the sweep into `out`; return a summary with counts and the report."""
@@ -292,16 +327,9 @@ def run(checkpoint: str | Path, out: str | Path, opts: SweepOptions,
                 "arch": m.arch.to_dict(), "seq_len": case.seq_len, "batch": case.batch,
                 "attention": case.attention, "logits": case.logits,
                 "finished_at": None}
-        blocker = None
-        if opts.skip_after_fail:
-            blocker = next((r for r in done.values() if _group(r) == _group(meta)
-                            and r["seq_len"] < case.seq_len and r["status"] in ("oom",
-                                                                               "timeout")),
-                           None)
-        if blocker is not None:
-            rec = {**meta, "status": "skipped",
-                   "reason": f"{blocker['status']} at L={blocker['seq_len']}: longer sequences "
-                             "need at least as much memory and time",
+        reason = _skip_reason(meta, done.values(), opts) if opts.skip_after_fail else None
+        if reason is not None:
+            rec = {**meta, "status": "skipped", "reason": reason,
                    "mem_limit_gb": opts.mem_limit_gb, "timeout_s": opts.timeout_s}
         else:
             log.debug("case %s", key)
