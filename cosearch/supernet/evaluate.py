@@ -18,7 +18,7 @@ import numpy as np
 from cosearch.config import RunConfig
 from cosearch.data import eval_batches, load_corpus, perplexity
 from cosearch.space import Arch, SearchSpace
-from cosearch.supernet.model import TransformerLM, arch_masks, token_nll
+from cosearch.supernet.model import TransformerLM, arch_masks, gathered_token_nll
 from cosearch.supernet.train import (
     CheckpointError,
     make_model,
@@ -31,12 +31,27 @@ log = logging.getLogger(__name__)
 CACHE_FILE = "ppl_cache.json"
 
 
-@partial(jax.jit, static_argnames=("model",))
-def eval_step(params, inputs, targets, weights, masks, *, model: TransformerLM):
-    """Summed NLL (nats) and token count of one batch under the subnet `masks`."""
-    blocks = model.apply({"params": params}, inputs, masks)
-    nll = token_nll(blocks, targets, model.clusters.bounds)
-    return (nll * weights).sum(), weights.sum()
+@partial(jax.jit, static_argnames=("model", "caps"))
+def eval_step(params, inputs, targets, weights, masks, *, model: TransformerLM, caps):
+    """Summed NLL (nats) and token count of one batch under the subnet `masks`. Tail
+    clusters are evaluated only at their targets' positions; `caps` must cover the most
+    such positions of any batch (see `exact_caps`), which keeps the result exact."""
+    out = model.apply(
+        {"params": params}, inputs, targets, caps, masks, method=TransformerLM.train_outputs
+    )
+    nll = gathered_token_nll(out, targets, model.clusters.bounds)
+    return (nll * weights.reshape(-1)).sum(), weights.sum()
+
+
+def exact_caps(model: TransformerLM, batches: list) -> tuple[int, ...]:
+    """Per tail cluster, the largest number of its targets in any batch, rounded up to a
+    multiple of 64 so that similar budgets share one compiled step."""
+    b = model.clusters.bounds
+    caps = []
+    for i in range(1, model.clusters.n):
+        most = max(int(((y >= b[i]) & (y < b[i + 1])).sum()) for _, y, _ in batches)
+        caps.append(min(batches[0][1].size, -(-max(most, 1) // 64) * 64))
+    return tuple(caps)
 
 
 def split_ppl(
@@ -49,9 +64,11 @@ def split_ppl(
     max_tokens: int | None = None,
 ) -> float:
     masks = arch_masks(space, arch)
+    batches = list(eval_batches(tokens, batch_size, space.seq_len, max_tokens))
+    caps = exact_caps(model, batches)
     tot, n = 0.0, 0.0
-    for x, y, w in eval_batches(tokens, batch_size, space.seq_len, max_tokens):
-        s, c = eval_step(params, x, y, w, masks, model=model)
+    for x, y, w in batches:
+        s, c = eval_step(params, x, y, w, masks, model=model, caps=caps)
         tot += float(s)
         n += float(c)
     return perplexity(tot, n)

@@ -328,17 +328,23 @@ def token_nll(blocks: list[jnp.ndarray], targets, bounds: tuple[int, ...]):
     return nll
 
 
-def gathered_nll(out: dict, targets, bounds: tuple[int, ...]):
-    """Mean -log p(target) from `AdaptiveEmbedding.gathered` outputs (exact)."""
+def gathered_token_nll(out: dict, targets, bounds: tuple[int, ...]):
+    """-log p(target) per flattened position from `AdaptiveEmbedding.gathered` outputs;
+    exact wherever no tail overflowed its cap."""
     tf = targets.reshape(-1)
     n0 = bounds[1]
     head = out["head"]
     idx = jnp.where(tf < n0, tf, n0 + jnp.searchsorted(jnp.array(bounds[1:-1]), tf, "right") - 1)
-    total = -jnp.take_along_axis(head, idx[:, None], -1).sum()
+    nll = -jnp.take_along_axis(head, idx[:, None], -1)[:, 0]
     for t in out["tails"]:
         got = jnp.take_along_axis(t["lp"], t["word"][:, None], -1)[:, 0]
-        total = total - jnp.where(t["valid"], got, 0.0).sum()
-    return total / tf.shape[0]
+        nll = nll.at[t["rows"]].add(-jnp.where(t["valid"], got, 0.0))
+    return nll
+
+
+def gathered_nll(out: dict, targets, bounds: tuple[int, ...]):
+    """Mean -log p(target) from `AdaptiveEmbedding.gathered` outputs (exact)."""
+    return gathered_token_nll(out, targets, bounds).mean()
 
 
 def gathered_kl(teacher: dict, student: dict):

@@ -348,8 +348,13 @@ def run(
                 mf.flush()
                 bar.set_postfix(loss=f"{last['loss']:.3f}", tok_s=f"{last['tokens_per_s']:.0f}")
                 if bar.disable:  # no terminal: keep a readable trace in the log instead
-                    log.info("step %d/%d loss %.3f %.0f tokens/s", done, t.steps, last["loss"],
-                             last["tokens_per_s"])
+                    log.info(
+                        "step %d/%d loss %.3f %.0f tokens/s",
+                        done,
+                        t.steps,
+                        last["loss"],
+                        last["tokens_per_s"],
+                    )
             if done % t.ckpt_every == 0 or done == end:
                 mngr.save(
                     done,
