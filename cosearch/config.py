@@ -59,7 +59,9 @@ class SearchConfig:
     mutation_prob: float = 0.2  # per gene
     crossover_prob: float = 0.9
     seed: int = 0
-    eval_tokens: int = 20_000  # validation tokens per perplexity during search (0 = all)
+    # validation tokens per perplexity during search (0 = all); 4,096 keeps a cpu 40x40
+    # search near 10 minutes on 2 cores (~0.3 s per 2,048 tokens per arch, measured)
+    eval_tokens: int = 4096
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ PRESETS: dict[str, RunConfig] = {
     "tiny": RunConfig(
         name="tiny",
         data=DataConfig(batch_size=4, eval_batch_size=4),
-        model=ModelConfig(space="tiny", dropout=0.0, cutoffs=(16, 40), tail_div=2),
+        model=ModelConfig(space="tiny", dropout=0.1, cutoffs=(16, 40), tail_div=2),
         train=TrainConfig(
             steps=6, lr=3e-3, warmup_steps=2, log_every=2, eval_every=3, ckpt_every=3, eval_tokens=0
         ),

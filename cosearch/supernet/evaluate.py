@@ -37,7 +37,13 @@ def eval_step(params, inputs, targets, weights, masks, *, model: TransformerLM, 
     clusters are evaluated only at their targets' positions; `caps` must cover the most
     such positions of any batch (see `exact_caps`), which keeps the result exact."""
     out = model.apply(
-        {"params": params}, inputs, targets, caps, masks, method=TransformerLM.train_outputs
+        {"params": params},
+        inputs,
+        targets,
+        caps,
+        masks,
+        train=False,
+        method=TransformerLM.train_outputs,
     )
     nll = gathered_token_nll(out, targets, model.clusters.bounds)
     return (nll * weights.reshape(-1)).sum(), weights.sum()
