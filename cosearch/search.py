@@ -21,14 +21,20 @@ from cosearch.cli import base_parser, main_wrapper, setup_logging
 from cosearch.config import RunConfig, get_preset, override
 
 
+# the trained cpu supernet shipped with the repository (params only)
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "supernet-cpu"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = base_parser(__doc__)
     p.set_defaults(preset=None)  # default: the checkpoint's own preset
     for action in p._actions:  # argparse has no public way to reword a shared flag
         if action.dest == "preset":
             action.help = "named configuration (tiny, cpu, paper); default: the checkpoint's"
-    p.add_argument("--checkpoint", help="supernet run directory (from "
-                   "`python -m cosearch.train_supernet`); its preset is the default --preset")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.is_dir()
+                   else None, help="supernet run directory (from `python -m "
+                   "cosearch.train_supernet`); its preset is the default --preset (default: the "
+                   "committed cpu supernet, checkpoints/supernet-cpu)")
     p.add_argument("--hw", default="gemmini-64k-256k", help="hardware config name, a comma "
                    "list (one search each, fronts merged), or 'search' to add hardware genes")
     p.add_argument("--hw-budget-kib", type=int, help="--hw search: scratchpad + accumulator "
@@ -84,6 +90,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
                 f"'{args.checkpoint}' is not a supernet run directory (no config.json); train "
                 "one with `python -m cosearch.train_supernet --preset PRESET --workdir DIR`")
         config = RunConfig.from_dict(json.loads(path.read_text())["config"])
+        # model and data come from the checkpoint; search settings from today's preset
+        config = replace(config, search=get_preset(config.name).search)
     else:
         raise ValueError("give --checkpoint DIR (a supernet trained with `python -m "
                          "cosearch.train_supernet --preset PRESET --workdir DIR`)")

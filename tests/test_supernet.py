@@ -169,3 +169,16 @@ def test_gathered_eval_equals_full_softmax_eval(tiny_checkpoint):
         tot += float((token_nll(blocks, y, ev.model.clusters.bounds) * w).sum())
         n += float(w.sum())
     assert abs(ev.perplexity(arch, save=False) - perplexity(tot, n)) < 1e-3
+
+
+def test_long_evaluations_use_the_dense_subnet_with_equal_results(tiny_checkpoint, monkeypatch):
+    import cosearch.supernet.evaluate as E
+
+    ev = load_evaluator(tiny_checkpoint)
+    arch = ev.space.sample(random.Random(9))
+    masked = ev.perplexity(arch, "test", save=False)
+    monkeypatch.setattr(E, "DENSE_FROM_TOKENS", 1)
+    ev2 = load_evaluator(tiny_checkpoint)
+    ev2._cache.clear()
+    dense = ev2.perplexity(arch, "test", save=False)
+    assert abs(masked - dense) < 1e-3 * masked

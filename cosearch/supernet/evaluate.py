@@ -18,6 +18,7 @@ import numpy as np
 from cosearch.config import RunConfig
 from cosearch.data import eval_batches, load_corpus, perplexity
 from cosearch.space import Arch, SearchSpace
+from cosearch.supernet.extract import extract
 from cosearch.supernet.model import TransformerLM, arch_masks, gathered_token_nll
 from cosearch.supernet.train import (
     CheckpointError,
@@ -29,6 +30,7 @@ from cosearch.supernet.train import (
 
 log = logging.getLogger(__name__)
 CACHE_FILE = "ppl_cache.json"
+DENSE_FROM_TOKENS = 50_000  # evaluations at least this long use the extracted dense subnet
 
 
 @partial(jax.jit, static_argnames=("model", "caps"))
@@ -68,8 +70,12 @@ def split_ppl(
     tokens: np.ndarray,
     batch_size: int,
     max_tokens: int | None = None,
+    *,
+    masked: bool = True,
 ) -> float:
-    masks = arch_masks(space, arch)
+    """Perplexity of `arch`: `model` is the supernet (masked=True) or the dense model of
+    `arch` itself (masked=False, e.g. from `extract`)."""
+    masks = arch_masks(space, arch) if masked else None
     batches = list(eval_batches(tokens, batch_size, space.seq_len, max_tokens))
     caps = exact_caps(model, batches)
     tot, n = 0.0, 0.0
@@ -146,14 +152,24 @@ class Evaluator:
             )
         key = self._key(arch, split, max_tokens)
         if key not in self._cache:
+            tokens = self.corpus.split(split)
+            n = len(tokens) if max_tokens is None else min(max_tokens, len(tokens))
+            if n >= DENSE_FROM_TOKENS:
+                # long evaluations pay one compile to run the smaller dense subnet instead
+                # of the full-width masked supernet (same outputs: tests/test_supernet.py)
+                model, params = extract(self.space, {"params": self.params}, arch, self.model)
+                params, masked = params["params"], False
+            else:
+                model, params, masked = self.model, self.params, True
             self._cache[key] = split_ppl(
-                self.model,
-                self.params,
+                model,
+                params,
                 self.space,
                 arch,
-                self.corpus.split(split),
+                tokens,
                 self.config.data.eval_batch_size,
                 max_tokens,
+                masked=masked,
             )
             if save:
                 self.save_cache()
