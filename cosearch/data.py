@@ -2,8 +2,9 @@
 
 Owns turning `wiki.{train,valid,test}.tokens` into integer arrays (one `<eos>` per line,
 vocabulary sorted by train frequency, most frequent first, ties in order of first
-appearance, so that an adaptive softmax's shortlist is simply the first ids), deterministic training windows and the evaluation windows of a split. It must not
-know about models: batches are plain numpy arrays.
+appearance, so that an adaptive softmax's shortlist is simply the first ids),
+deterministic training windows and the evaluation windows of a split. It must not know
+about models: batches are plain numpy arrays.
 """
 
 from __future__ import annotations

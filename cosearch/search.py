@@ -20,7 +20,6 @@ from pathlib import Path
 from cosearch.cli import base_parser, main_wrapper, setup_logging
 from cosearch.config import RunConfig, get_preset, override
 
-
 # the trained cpu supernet shipped with the repository (params only)
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "supernet-cpu"
 
