@@ -29,8 +29,23 @@ def main(argv: list[str] | None = None) -> dict:
         metavar="ARCH",
         help="train one fixed arch: largest, smallest, a JSON object or a JSON file",
     )
+    p.add_argument(
+        "--export",
+        default=None,
+        metavar="OUT",
+        help="instead of training: copy the latest params of --workdir (no "
+        "optimizer state) with its config and metrics to OUT",
+    )
     args = p.parse_args(argv)
     setup_logging(args.verbose)
+    if args.export:
+        if not args.workdir:
+            raise ValueError("--export needs --workdir (the run to export)")
+        from cosearch.supernet.train import export_params
+
+        out = export_params(args.workdir, args.export)
+        print(f"exported {args.workdir} -> {out}")
+        return {}
     extra = [] if args.steps is None else [f"train.steps={args.steps}"]
     cfg = resolve_config(args, extra)
     if args.epochs is not None:

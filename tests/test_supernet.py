@@ -182,3 +182,14 @@ def test_long_evaluations_use_the_dense_subnet_with_equal_results(tiny_checkpoin
     ev2._cache.clear()
     dense = ev2.perplexity(arch, "test", save=False)
     assert abs(masked - dense) < 1e-3 * masked
+
+
+def test_export_params_only_loads_the_same(tiny_checkpoint, tmp_path):
+    from cosearch.train_supernet import main
+
+    main(["--workdir", str(tiny_checkpoint), "--export", str(tmp_path / "exp")])
+    a, b = load_evaluator(tiny_checkpoint), load_evaluator(tmp_path / "exp")
+    arch = a.space.smallest()
+    assert a.step == b.step
+    assert a.perplexity(arch, save=False) == b.perplexity(arch, save=False)
+    assert not any(p.name == "state" for p in (tmp_path / "exp").rglob("*"))

@@ -409,3 +409,24 @@ def _eval_archs(
         return {"arch": from_scratch}
     rng = random.Random(f"{seed}:eval:{step}")
     return {"largest": space.largest(), "smallest": space.smallest(), "random": space.sample(rng)}
+
+
+def export_params(workdir: str | Path, out: str | Path) -> Path:
+    """Copy a run's latest parameters (no optimizer state), config and metrics to `out`:
+    a small run directory that `Evaluator` and the search load like the original."""
+    import shutil
+
+    workdir, out = Path(workdir), Path(out)
+    desc = read_run_config(workdir)
+    config = RunConfig.from_dict(desc["config"])
+    model = make_model(config, desc["vocab_size"])
+    params, step = restore_params(workdir, model, config.space)
+    if out.exists():
+        raise CheckpointError(f"'{out}' exists; remove it or choose another export directory")
+    out.mkdir(parents=True)
+    for name in (CONFIG_FILE, METRICS_FILE):
+        shutil.copy2(workdir / name, out / name)
+    mngr = checkpoint_manager(out, keep=1)
+    mngr.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)))
+    mngr.wait_until_finished()
+    return out

@@ -1,0 +1,127 @@
+"""Supernet vs from-scratch on the cpu preset: the table and plots of experiments/supernet_cpu.
+
+Evaluates, on the full WikiText-2 validation and test splits, the supernet's largest,
+smallest and 5 random subnets (seeded) and the from-scratch largest model trained with the
+same token budget; plots both runs' training loss and periodic validation perplexity.
+
+    bash experiments/supernet_cpu/run.sh          # trains both (about 1.5 h on 2 cores), then this
+    python experiments/supernet_cpu/run.py --supernet runs/supernet-cpu --scratch runs/scratch-cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from cosearch.supernet.evaluate import load_evaluator  # noqa: E402
+
+HERE = Path(__file__).parent
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+
+
+def plot(supernet: Path, scratch: Path, out: Path) -> None:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for run, label in ((supernet, "supernet (teacher = largest)"), (scratch, "from scratch")):
+        recs = _records(run)
+        tr = [r for r in recs if "loss_parts" in r]
+        a.plot([r["step"] for r in tr], [r["loss_parts"][0] for r in tr], label=label)
+        ev = [r for r in recs if "eval" in r]
+        for name, style in (("largest", "-"), ("arch", "-"), ("smallest", "--")):
+            pts = [(r["step"], r["eval"][name]) for r in ev if name in r["eval"]]
+            if pts:
+                b.plot(*zip(*pts), style, marker="o", label=f"{label}: {name}")
+    a.set(
+        xlabel="step (16 x 128 tokens)",
+        ylabel="training NLL of the largest (nats)",
+        title="training loss",
+    )
+    b.set(
+        xlabel="step",
+        ylabel="validation perplexity (first 20k tokens)",
+        yscale="log",
+        title="periodic validation",
+    )
+    a.legend()
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "training_curves.png", dpi=120)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--supernet", default="runs/supernet-cpu")
+    p.add_argument("--scratch", default="runs/scratch-cpu")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--n-random", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(HERE / "results"))
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    sup = load_evaluator(a.supernet, a.data_dir)
+    scr = load_evaluator(a.scratch, a.data_dir)
+    space = sup.space
+    rng = random.Random(a.seed)
+    archs = [("largest", space.largest()), ("smallest", space.smallest())]
+    archs += [(f"random{i}", space.sample(rng)) for i in range(a.n_random)]
+    rows = []
+    for name, arch in archs:
+        rows.append(
+            {
+                "model": f"supernet {name}",
+                "arch": arch.short(),
+                "params_M": space.param_count(arch) / 1e6,
+                "valid_ppl": sup.perplexity(arch, "valid"),
+                "test_ppl": sup.perplexity(arch, "test"),
+            }
+        )
+        print(rows[-1])
+    big = space.largest()
+    rows.append(
+        {
+            "model": "from scratch largest",
+            "arch": big.short(),
+            "params_M": space.param_count(big) / 1e6,
+            "valid_ppl": scr.perplexity(big, "valid"),
+            "test_ppl": scr.perplexity(big, "test"),
+        }
+    )
+    print(rows[-1])
+    res = {
+        "supernet": {"step": sup.step, "config": sup.config.to_dict()},
+        "scratch": {"step": scr.step},
+        "rows": rows,
+        "eval_seconds": time.time() - t0,
+    }
+    (out / "table.json").write_text(json.dumps(res, indent=2))
+    lines = [
+        "| model | arch | params (M, incl. dense tied embedding) | valid ppl | test ppl |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | `{r['arch']}` | {r['params_M']:.2f} | {r['valid_ppl']:.1f} | "
+        f"{r['test_ppl']:.1f} |"
+        for r in rows
+    ]
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    plot(Path(a.supernet), Path(a.scratch), out)
+    print("\n".join(lines))
+    return res
+
+
+if __name__ == "__main__":
+    main()
