@@ -45,6 +45,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     n_random: int = 2  # sandwich: largest + smallest + n_random random subnets
     distill: bool = True  # in-place distillation from the largest subnet
+    # student loss = alpha * KL(teacher || student) + (1 - alpha) * CE(labels), as OFA mixes
+    # them; pure KD (alpha=1, BigNAS) kept the cpu supernet on a unigram plateau (README)
+    distill_alpha: float = 0.5
     seed: int = 0
     log_every: int = 10
     eval_every: int = 100

@@ -188,7 +188,10 @@ class AdaptiveEmbedding(nn.Module):
     clusters: Clusters
 
     def setup(self):
-        init = nn.initializers.normal(0.02)
+        # std 1/sqrt(d): scaled by sqrt(d) at the input, a token embedding has unit variance
+        # per dim like the sinusoidal positions (with 0.02, positions drowned the token
+        # identity and training sat on a unigram plateau); tied logits start at unit scale
+        init = nn.initializers.normal(1 / math.sqrt(self.d_model))
         c = self.clusters
         self.tables = [
             self.param(f"emb{i}", init, (c.bounds[i + 1] - c.bounds[i], c.dims[i]))

@@ -119,12 +119,13 @@ def train_step(
     rng,
     *,
     model: TransformerLM,
-    distill: bool,
+    distill: float,
     caps: tuple[int, ...],
 ):
     """One BigNAS step. masks: stacked subnet masks, index 0 = the teacher (largest).
-    The teacher learns from the labels; the others from the teacher's stop-gradient soft
-    predictions (in-place distillation) or from the labels. Gradients are summed."""
+    The teacher learns from the labels; the others from `distill` x KL to the teacher's
+    stop-gradient soft predictions (in-place distillation) + (1 - distill) x the labels'
+    cross-entropy (distill=0: labels only). Gradients are summed."""
     bounds = model.clusters.bounds
     n_sub = masks["layer"].shape[0]
 
@@ -147,7 +148,8 @@ def train_step(
         soft = jax.lax.stop_gradient(teacher)
         for i in range(1, n_sub):
             out = run(i)
-            losses.append(gathered_kl(soft, out) if distill else gathered_nll(out, targets, bounds))
+            ce = gathered_nll(out, targets, bounds)
+            losses.append(distill * gathered_kl(soft, out) + (1 - distill) * ce if distill else ce)
         overflow = sum(t["overflow"] for t in teacher["tails"])
         return sum(losses), (jnp.stack(losses), overflow)
 
@@ -326,7 +328,7 @@ def run(
                 masks,
                 jax.random.fold_in(dropout_key, step),
                 model=model,
-                distill=t.distill,
+                distill=t.distill_alpha if t.distill else 0.0,
                 caps=caps,
             )
             done = step + 1

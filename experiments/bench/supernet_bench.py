@@ -43,7 +43,7 @@ def train_flops(space, arch: Arch, vocab_flops_per_token: float, tokens: int) ->
     return 3 * fwd * tokens
 
 
-def time_steps(state, model, make_masks, cfg, steps: int, distill: bool, caps):
+def time_steps(state, model, make_masks, cfg, steps: int, distill: float, caps):
     space = cfg.space
     rng = np.random.default_rng(0)
     bs, L = cfg.data.batch_size, space.seq_len
@@ -101,11 +101,11 @@ def main(argv=None) -> dict:
         ),
         cfg,
         a.steps,
-        cfg.train.distill,
+        cfg.train.distill_alpha if cfg.train.distill else 0.0,
         caps,
     )
     one = stack_masks([arch_masks(space, big)])
-    state, t_mask, _ = time_steps(state, model, lambda s: one, cfg, a.steps, False, caps)
+    state, t_mask, _ = time_steps(state, model, lambda s: one, cfg, a.steps, 0.0, caps)
 
     # the plain dense model: the same module without masks (no mask multiplies at all)
     from functools import partial
