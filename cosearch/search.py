@@ -30,50 +30,103 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for action in p._actions:  # argparse has no public way to reword a shared flag
         if action.dest == "preset":
             action.help = "named configuration (tiny, cpu, paper); default: the checkpoint's"
-    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.is_dir()
-                   else None, help="supernet run directory (from `python -m "
-                   "cosearch.train_supernet`); its preset is the default --preset (default: the "
-                   "committed cpu supernet, checkpoints/supernet-cpu)")
-    p.add_argument("--hw", default="gemmini-64k-256k", help="hardware config name, a comma "
-                   "list (one search each, fronts merged), or 'search' to add hardware genes")
-    p.add_argument("--hw-budget-kib", type=int, help="--hw search: scratchpad + accumulator "
-                   "SRAM budget in KiB (default: the hardware space's, 320)")
-    p.add_argument("--hw-budget-mm2", type=float, help="--hw search: SRAM area budget in "
-                   "mm^2 (CACTI 40 nm; default: none)")
-    p.add_argument("--hw-pe", help="--hw search: PE array sizes to search, e.g. 16,32 "
-                   "(default: 16 only)")
-    p.add_argument("--objectives", default="ppl,edp", help="ppl plus any of edp, latency, "
-                   "energy")
+    p.add_argument(
+        "--checkpoint",
+        default=str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.is_dir() else None,
+        help="supernet run directory (from `python -m "
+        "cosearch.train_supernet`); its preset is the default --preset (default: the "
+        "committed cpu supernet, checkpoints/supernet-cpu)",
+    )
+    p.add_argument(
+        "--hw",
+        default="gemmini-64k-256k",
+        help="hardware config name, a comma "
+        "list (one search each, fronts merged), or 'search' to add hardware genes",
+    )
+    p.add_argument(
+        "--hw-budget-kib",
+        type=int,
+        help="--hw search: scratchpad + accumulator "
+        "SRAM budget in KiB (default: the hardware space's, 320)",
+    )
+    p.add_argument(
+        "--hw-budget-mm2",
+        type=float,
+        help="--hw search: SRAM area budget in mm^2 (CACTI 40 nm; default: none)",
+    )
+    p.add_argument(
+        "--hw-pe", help="--hw search: PE array sizes to search, e.g. 16,32 (default: 16 only)"
+    )
+    p.add_argument("--objectives", default="ppl,edp", help="ppl plus any of edp, latency, energy")
     p.add_argument("--max-ppl", type=float, help="constraint: search perplexity at most this")
     p.add_argument("--max-latency-ms", type=float, help="constraint: latency at most this")
-    p.add_argument("--population", type=int, help="population size, a multiple of 4 "
-                   "(default: preset's search.population, 40 for cpu/paper)")
+    p.add_argument(
+        "--population",
+        type=int,
+        help="population size, a multiple of 4 "
+        "(default: preset's search.population, 40 for cpu/paper)",
+    )
     p.add_argument("--generations", type=int, help="generations (default: preset's)")
     p.add_argument("--mutation-prob", type=float, help="per-gene reset probability")
     p.add_argument("--crossover-prob", type=float, help="per-pair crossover probability")
     p.add_argument("--crossover", default="uniform", choices=["uniform", "two-point"])
     p.add_argument("--seed", type=int, help="search seed (default: preset's search.seed)")
-    p.add_argument("--eval-tokens", type=int, help="validation tokens per perplexity during "
-                   "search (0 = whole split; default: preset's search.eval_tokens)")
-    p.add_argument("--no-final-eval", action="store_true", help="skip re-evaluating the "
-                   "front on the validation and test splits")
-    p.add_argument("--final-tokens", type=int, default=0, help="tokens of each split for the "
-                   "final re-evaluation (0 = the whole split)")
-    p.add_argument("--regime", default="optimal", choices=["optimal", "gemmini-tiler"],
-                   help="LUT mapping regime")
+    p.add_argument(
+        "--eval-tokens",
+        type=int,
+        help="validation tokens per perplexity during "
+        "search (0 = whole split; default: preset's search.eval_tokens)",
+    )
+    p.add_argument(
+        "--no-final-eval",
+        action="store_true",
+        help="skip re-evaluating the front on the validation and test splits",
+    )
+    p.add_argument(
+        "--final-tokens",
+        type=int,
+        default=0,
+        help="tokens of each split for the final re-evaluation (0 = the whole split)",
+    )
+    p.add_argument(
+        "--regime",
+        default="optimal",
+        choices=["optimal", "gemmini-tiler"],
+        help="LUT mapping regime",
+    )
     p.add_argument("--lut-dir", help="directory of the cost tables (default: lut/)")
-    p.add_argument("--backend", default="auto", help="cost backend: auto (LUT, analytical "
-                   "model for missing rows unless --strict), lut, analytical")
-    p.add_argument("--strict", action="store_true", help="fail on shapes missing from the LUT "
-                   "instead of falling back to the analytical model")
-    p.add_argument("--baseline-checkpoint", help="run directory of the from-scratch largest "
-                   "model (`python -m cosearch.train_supernet --from-scratch largest`)")
-    p.add_argument("--baseline-ppl", type=float, help="validation perplexity of the "
-                   "from-scratch baseline, if known")
-    p.add_argument("--out", "--workdir", dest="out", help="run directory (default: "
-                   "runs/search/<preset>-<hw>-seed<seed>)")
-    p.add_argument("--resume", action="store_true", help="continue the search in --out from "
-                   "its last completed generation")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        help="cost backend: auto (LUT, analytical "
+        "model for missing rows unless --strict), lut, analytical",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on shapes missing from the LUT instead of falling back to the analytical model",
+    )
+    p.add_argument(
+        "--baseline-checkpoint",
+        help="run directory of the from-scratch largest "
+        "model (`python -m cosearch.train_supernet --from-scratch largest`)",
+    )
+    p.add_argument(
+        "--baseline-ppl",
+        type=float,
+        help="validation perplexity of the from-scratch baseline, if known",
+    )
+    p.add_argument(
+        "--out",
+        "--workdir",
+        dest="out",
+        help="run directory (default: runs/search/<preset>-<hw>-seed<seed>)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the search in --out from its last completed generation",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
     return p.parse_args(argv)
 
@@ -87,19 +140,28 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         if not path.is_file():
             raise FileNotFoundError(
                 f"'{args.checkpoint}' is not a supernet run directory (no config.json); train "
-                "one with `python -m cosearch.train_supernet --preset PRESET --workdir DIR`")
+                "one with `python -m cosearch.train_supernet --preset PRESET --workdir DIR`"
+            )
         config = RunConfig.from_dict(json.loads(path.read_text())["config"])
         # model and data come from the checkpoint; search settings from today's preset
         config = replace(config, search=get_preset(config.name).search)
     else:
-        raise ValueError("give --checkpoint DIR (a supernet trained with `python -m "
-                         "cosearch.train_supernet --preset PRESET --workdir DIR`)")
+        raise ValueError(
+            "give --checkpoint DIR (a supernet trained with `python -m "
+            "cosearch.train_supernet --preset PRESET --workdir DIR`)"
+        )
     config = override(config, list(args.set))
-    flags = {"population": args.population, "generations": args.generations,
-             "mutation_prob": args.mutation_prob, "crossover_prob": args.crossover_prob,
-             "seed": args.seed, "eval_tokens": args.eval_tokens}
-    return replace(config, search=replace(config.search,
-                                          **{k: v for k, v in flags.items() if v is not None}))
+    flags = {
+        "population": args.population,
+        "generations": args.generations,
+        "mutation_prob": args.mutation_prob,
+        "crossover_prob": args.crossover_prob,
+        "seed": args.seed,
+        "eval_tokens": args.eval_tokens,
+    }
+    return replace(
+        config, search=replace(config.search, **{k: v for k, v in flags.items() if v is not None})
+    )
 
 
 def _main(argv: list[str] | None = None) -> dict:
@@ -111,29 +173,48 @@ def _main(argv: list[str] | None = None) -> dict:
 
     config = resolve_config(args)
     options = SearchOptions(
-        hw=args.hw, objectives=tuple(o.strip() for o in args.objectives.split(",")
-                                     if o.strip()),
-        max_ppl=args.max_ppl, max_latency_ms=args.max_latency_ms,
-        crossover=args.crossover, regime=args.regime, lut_dir=args.lut_dir,
-        backend=args.backend, strict=args.strict, hw_budget_kib=args.hw_budget_kib,
+        hw=args.hw,
+        objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()),
+        max_ppl=args.max_ppl,
+        max_latency_ms=args.max_latency_ms,
+        crossover=args.crossover,
+        regime=args.regime,
+        lut_dir=args.lut_dir,
+        backend=args.backend,
+        strict=args.strict,
+        hw_budget_kib=args.hw_budget_kib,
         hw_budget_mm2=args.hw_budget_mm2,
         hw_pe=tuple(int(x) for x in args.hw_pe.split(",")) if args.hw_pe else (),
-        baseline_ppl=args.baseline_ppl, baseline_checkpoint=args.baseline_checkpoint,
-        final_eval=not args.no_final_eval, final_tokens=args.final_tokens)
+        baseline_ppl=args.baseline_ppl,
+        baseline_checkpoint=args.baseline_checkpoint,
+        final_eval=not args.no_final_eval,
+        final_tokens=args.final_tokens,
+    )
     hw_tag = args.hw.replace(",", "+")
     out = args.out or f"runs/search/{config.name}-{hw_tag}-seed{config.search.seed}"
-    summary = run(config, out, checkpoint=args.checkpoint, data_dir=args.data_dir,
-                  options=options, resume=args.resume, progress=not args.quiet)
+    summary = run(
+        config,
+        out,
+        checkpoint=args.checkpoint,
+        data_dir=args.data_dir,
+        options=options,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
     t = summary["time"]
-    print(f"front: {summary['front_size']} pairs of {summary['n_evaluated']} evaluated; "
-          f"hypervolume {summary['hypervolume']}; {t['total_s']:.1f} s "
-          f"(perplexity {t['ppl_eval_s']:.1f} s, hardware {t['hw_cost_s']:.2f} s, "
-          f"DEAP+bookkeeping {t['deap_and_bookkeeping_s']:.1f} s, final eval "
-          f"{t['final_eval_s']:.1f} s)")
+    print(
+        f"front: {summary['front_size']} pairs of {summary['n_evaluated']} evaluated; "
+        f"hypervolume {summary['hypervolume']}; {t['total_s']:.1f} s "
+        f"(perplexity {t['ppl_eval_s']:.1f} s, hardware {t['hw_cost_s']:.2f} s, "
+        f"DEAP+bookkeeping {t['deap_and_bookkeeping_s']:.1f} s, final eval "
+        f"{t['final_eval_s']:.1f} s)"
+    )
     for r in summary["edp_reduction"]:
         if r["reduction"]:
-            print(f"  {r['baseline']} on {r['hw']}, {r['budget']}: {r['reduction']:.2f}x EDP "
-                  f"({r['arch']})")
+            print(
+                f"  {r['baseline']} on {r['hw']}, {r['budget']}: {r['reduction']:.2f}x EDP "
+                f"({r['arch']})"
+            )
     print(f"results in {summary['workdir']} (summary.md, pareto.csv, plots)")
     return summary
 

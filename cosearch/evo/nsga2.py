@@ -115,8 +115,13 @@ def _atomic_write_json(path: Path, obj: Any) -> None:
 
 
 class _Loop:
-    def __init__(self, problem: EvoProblem, settings: Settings, ref_point: Sequence[float],
-                 checkpoint: Path | None) -> None:
+    def __init__(
+        self,
+        problem: EvoProblem,
+        settings: Settings,
+        ref_point: Sequence[float],
+        checkpoint: Path | None,
+    ) -> None:
         self.problem = problem
         self.s = settings
         self.ref = tuple(float(r) for r in ref_point)
@@ -124,11 +129,18 @@ class _Loop:
         self.card = tuple(problem.gene_cardinalities)
         self.fitness_cls = _fitness_class(len(self.ref))
         self.toolbox = base.Toolbox()
-        self.toolbox.register("mate", tools.cxUniform if settings.crossover == "uniform"
-                              else tools.cxTwoPoint, **({"indpb": 0.5} if settings.crossover
-                                                       == "uniform" else {}))
-        self.toolbox.register("mutate", tools.mutUniformInt, low=[0] * len(self.card),
-                              up=[c - 1 for c in self.card], indpb=settings.mutation_prob)
+        self.toolbox.register(
+            "mate",
+            tools.cxUniform if settings.crossover == "uniform" else tools.cxTwoPoint,
+            **({"indpb": 0.5} if settings.crossover == "uniform" else {}),
+        )
+        self.toolbox.register(
+            "mutate",
+            tools.mutUniformInt,
+            low=[0] * len(self.card),
+            up=[c - 1 for c in self.card],
+            indpb=settings.mutation_prob,
+        )
         self.history: list[dict] = []
         self.generation = -1
         self.pop: list[Individual] = []
@@ -163,8 +175,10 @@ class _Loop:
         t0 = time.perf_counter()
         random.seed(self.s.seed)
         self.problem.generation = 0
-        self.pop = [_individual([random.randrange(c) for c in self.card], self.fitness_cls)
-                    for _ in range(self.s.population)]
+        self.pop = [
+            _individual([random.randrange(c) for c in self.card], self.fitness_cls)
+            for _ in range(self.s.population)
+        ]
         self.evaluate(self.pop)
         self.pop = tools.selNSGA2(self.pop, len(self.pop))  # assigns crowding distances
         self.generation = 0
@@ -198,8 +212,11 @@ class _Loop:
             "ref_point": list(self.ref),
             "generation": self.generation,
             "population": [
-                {"genes": list(ind), "fitness": list(ind.fitness.values),
-                 "crowding_dist": ind.fitness.crowding_dist}
+                {
+                    "genes": list(ind),
+                    "fitness": list(ind.fitness.values),
+                    "crowding_dist": ind.fitness.crowding_dist,
+                }
                 for ind in self.pop
             ],
             "random_state": random.getstate(),
@@ -217,12 +234,15 @@ class _Loop:
                 f"cannot read search checkpoint {self.ckpt} ({e}); delete it to start over"
             ) from None
         if state.get("version") != CHECKPOINT_VERSION:
-            raise CheckpointError(f"{self.ckpt} has version {state.get('version')}, "
-                                  f"this code reads {CHECKPOINT_VERSION}")
+            raise CheckpointError(
+                f"{self.ckpt} has version {state.get('version')}, "
+                f"this code reads {CHECKPOINT_VERSION}"
+            )
         saved = dict(state["settings"])
         now = asdict(self.s)
-        diff = {k: (saved.get(k), now[k]) for k in now if k != "generations"
-                and saved.get(k) != now[k]}
+        diff = {
+            k: (saved.get(k), now[k]) for k in now if k != "generations" and saved.get(k) != now[k]
+        }
         if diff:
             raise CheckpointError(
                 f"cannot resume {self.ckpt}: settings differ from the checkpoint's "
@@ -230,8 +250,10 @@ class _Loop:
                 + "; rerun with the saved settings or use a new output directory"
             )
         if tuple(state["ref_point"]) != self.ref:
-            raise CheckpointError(f"cannot resume {self.ckpt}: hypervolume reference point "
-                                  f"changed ({state['ref_point']} vs {list(self.ref)})")
+            raise CheckpointError(
+                f"cannot resume {self.ckpt}: hypervolume reference point "
+                f"changed ({state['ref_point']} vs {list(self.ref)})"
+            )
         self.problem.load_state_dict(state["problem"])
         self.pop = []
         for d in state["population"]:
@@ -271,8 +293,14 @@ def evolve(
         loop.initial()
         if on_generation is not None:
             on_generation(0, loop.history[-1])
-    with tqdm(total=settings.generations, initial=min(loop.generation, settings.generations),
-              desc=desc, unit="gen", disable=not progress, leave=False) as bar:
+    with tqdm(
+        total=settings.generations,
+        initial=min(loop.generation, settings.generations),
+        desc=desc,
+        unit="gen",
+        disable=not progress,
+        leave=False,
+    ) as bar:
         for gen in range(loop.generation + 1, settings.generations + 1):
             loop.step(gen)
             row = loop.history[-1]

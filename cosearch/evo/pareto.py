@@ -52,8 +52,9 @@ def nondominated(points: Sequence[Sequence[float]]) -> list[int]:
     return sorted(keep)
 
 
-def hypervolume(points: Sequence[Sequence[float]], ref: Sequence[float], *,
-                normalize: bool = False) -> float:
+def hypervolume(
+    points: Sequence[Sequence[float]], ref: Sequence[float], *, normalize: bool = False
+) -> float:
     """Hypervolume dominated by `points` up to the reference point `ref` (minimisation).
 
     With `normalize`, objectives are divided by `ref` first (all must be positive), so the
@@ -112,12 +113,18 @@ def edp_reductions(front: Sequence[Evaluation], baseline: Baseline) -> list[dict
         limit = baseline.ppl * (1 + delta) if relative else baseline.ppl + delta
         ok = [e for e in members if report_ppl(e) <= limit]
         best = min(ok, key=lambda e: e.edp) if ok else None
-        rows.append({
-            "baseline": baseline.name, "hw": baseline.hw, "budget": label,
-            "max_ppl": limit, "arch": best.arch.short() if best else None,
-            "ppl": report_ppl(best) if best else None, "edp": best.edp if best else None,
-            "reduction": baseline.edp / best.edp if best else None,
-        })
+        rows.append(
+            {
+                "baseline": baseline.name,
+                "hw": baseline.hw,
+                "budget": label,
+                "max_ppl": limit,
+                "arch": best.arch.short() if best else None,
+                "ppl": report_ppl(best) if best else None,
+                "edp": best.edp if best else None,
+                "reduction": baseline.edp / best.edp if best else None,
+            }
+        )
     return rows
 
 
@@ -125,8 +132,14 @@ def heterogeneity(front: Sequence[Evaluation]) -> dict:
     """How much the layers of front members differ: share of members whose layers are
     not all alike, and the mean number of distinct head counts / FFN widths per member."""
     if not front:
-        return {"n": 0, "heterogeneous_share": 0.0, "mean_distinct_heads": 0.0,
-                "mean_distinct_ffn": 0.0, "heads_seen": [], "ffn_seen": []}
+        return {
+            "n": 0,
+            "heterogeneous_share": 0.0,
+            "mean_distinct_heads": 0.0,
+            "mean_distinct_ffn": 0.0,
+            "heads_seen": [],
+            "ffn_seen": [],
+        }
     dh = [len(set(e.arch.heads)) for e in front]
     df = [len(set(e.arch.d_ffn)) for e in front]
     multi = [e for e in front if e.arch.n_layers > 1]
@@ -137,8 +150,7 @@ def heterogeneity(front: Sequence[Evaluation]) -> dict:
         "heterogeneous_share": len(het) / len(multi) if multi else 0.0,
         "mean_distinct_heads": float(np.mean(dh)),
         "mean_distinct_ffn": float(np.mean(df)),
-        "mean_ffn_range": float(np.mean([max(e.arch.d_ffn) - min(e.arch.d_ffn)
-                                         for e in front])),
+        "mean_ffn_range": float(np.mean([max(e.arch.d_ffn) - min(e.arch.d_ffn) for e in front])),
         "heads_seen": sorted({h for e in front for h in e.arch.heads}),
         "ffn_seen": sorted({f for e in front for f in e.arch.d_ffn}),
     }
@@ -151,21 +163,45 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-CSV_FIELDS = ("arch_id", "hw", "n_layers", "d_model", "heads", "d_ffn", "ppl_search",
-              "ppl_valid", "ppl_test", "latency_ms", "energy_mJ", "edp_Js", "params",
-              "flops", "feasible", "violation", "generation")
+CSV_FIELDS = (
+    "arch_id",
+    "hw",
+    "n_layers",
+    "d_model",
+    "heads",
+    "d_ffn",
+    "ppl_search",
+    "ppl_valid",
+    "ppl_test",
+    "latency_ms",
+    "energy_mJ",
+    "edp_Js",
+    "params",
+    "flops",
+    "feasible",
+    "violation",
+    "generation",
+)
 
 
 def _csv_row(e: Evaluation) -> dict:
     return {
-        "arch_id": e.arch.short(), "hw": e.hw, "n_layers": e.arch.n_layers,
-        "d_model": e.arch.d_model, "heads": "|".join(map(str, e.arch.heads)),
-        "d_ffn": "|".join(map(str, e.arch.d_ffn)), "ppl_search": repr(e.ppl),
+        "arch_id": e.arch.short(),
+        "hw": e.hw,
+        "n_layers": e.arch.n_layers,
+        "d_model": e.arch.d_model,
+        "heads": "|".join(map(str, e.arch.heads)),
+        "d_ffn": "|".join(map(str, e.arch.d_ffn)),
+        "ppl_search": repr(e.ppl),
         "ppl_valid": repr(e.extra["ppl_valid"]) if "ppl_valid" in e.extra else "",
         "ppl_test": repr(e.extra["ppl_test"]) if "ppl_test" in e.extra else "",
-        "latency_ms": repr(e.latency_s * 1e3), "energy_mJ": repr(e.energy_J * 1e3),
-        "edp_Js": repr(e.edp), "params": e.params, "flops": e.flops,
-        "feasible": int(e.feasible), "violation": repr(e.violation),
+        "latency_ms": repr(e.latency_s * 1e3),
+        "energy_mJ": repr(e.energy_J * 1e3),
+        "edp_Js": repr(e.edp),
+        "params": e.params,
+        "flops": e.flops,
+        "feasible": int(e.feasible),
+        "violation": repr(e.violation),
         "generation": e.generation,
     }
 
@@ -204,9 +240,14 @@ _METRICS = {  # objective -> (Evaluation attribute, axis label, scale to the lab
 }
 
 
-def plot_front(path: str | os.PathLike, metric: str, evaluated: Sequence[Evaluation],
-               front: Sequence[Evaluation], baselines: Sequence[Baseline],
-               title: str = "") -> None:
+def plot_front(
+    path: str | os.PathLike,
+    metric: str,
+    evaluated: Sequence[Evaluation],
+    front: Sequence[Evaluation],
+    baselines: Sequence[Baseline],
+    title: str = "",
+) -> None:
     """Perplexity vs `metric` (edp/latency/energy): every evaluated pair, the front, the
     baselines and lines at baseline perplexity +0.1 and +1 (the thesis's Figure 3.2)."""
     import matplotlib
@@ -218,8 +259,14 @@ def plot_front(path: str | os.PathLike, metric: str, evaluated: Sequence[Evaluat
     fig, ax = plt.subplots(figsize=(7, 4.5))
     feas = [e for e in evaluated if e.feasible]
     if feas:
-        ax.scatter([getattr(e, attr) * scale for e in feas], [e.ppl for e in feas], s=8,
-                   c="0.75", label="evaluated (search subset ppl)", zorder=1)
+        ax.scatter(
+            [getattr(e, attr) * scale for e in feas],
+            [e.ppl for e in feas],
+            s=8,
+            c="0.75",
+            label="evaluated (search subset ppl)",
+            zorder=1,
+        )
     for k, hw in enumerate(sorted({e.hw for e in front})):
         pts = sorted((getattr(e, attr) * scale, report_ppl(e)) for e in front if e.hw == hw)
         if pts:
@@ -230,11 +277,17 @@ def plot_front(path: str | os.PathLike, metric: str, evaluated: Sequence[Evaluat
         x = getattr(b, attr) * scale
         if not math.isfinite(x):
             continue
-        ax.scatter([x], [b.ppl], marker="*", s=120, color=f"C{k + 3}", zorder=4,
-                   label=f"{b.name} ({b.hw})")
+        ax.scatter(
+            [x], [b.ppl], marker="*", s=120, color=f"C{k + 3}", zorder=4, label=f"{b.name} ({b.hw})"
+        )
         for i, d in enumerate((0.1, 1.0)):
-            ax.axhline(b.ppl + d, color=f"C{k + 3}", ls=styles[i], lw=0.8,
-                       label=f"{b.name} +{d:g} ppl" if k == 0 else None)
+            ax.axhline(
+                b.ppl + d,
+                color=f"C{k + 3}",
+                ls=styles[i],
+                lw=0.8,
+                label=f"{b.name} +{d:g} ppl" if k == 0 else None,
+            )
     ax.set_xscale("log")
     ax.set_xlabel(label)
     ax.set_ylabel("perplexity (front: full validation when re-evaluated)")
@@ -260,11 +313,22 @@ def plot_hypervolume(path: str | os.PathLike, histories: dict[str, Sequence[dict
     fig, ax = plt.subplots(figsize=(6, 4))
     for k, (name, hist) in enumerate(histories.items()):
         gens = [r["generation"] for r in hist]
-        ax.plot(gens, [r["hypervolume"] for r in hist], "o-", ms=3, color=f"C{k}",
-                label=f"{name}: population")
+        ax.plot(
+            gens,
+            [r["hypervolume"] for r in hist],
+            "o-",
+            ms=3,
+            color=f"C{k}",
+            label=f"{name}: population",
+        )
         if hist and "hypervolume_archive" in hist[0]:
-            ax.plot(gens, [r["hypervolume_archive"] for r in hist], "--", color=f"C{k}",
-                    label=f"{name}: all evaluated")
+            ax.plot(
+                gens,
+                [r["hypervolume_archive"] for r in hist],
+                "--",
+                color=f"C{k}",
+                label=f"{name}: all evaluated",
+            )
     ax.set_xlabel("generation")
     ax.set_ylabel("hypervolume (fraction of reference box)")
     ax.grid(True, alpha=0.3)
@@ -281,55 +345,82 @@ def _fmt(x: Any, spec: str = ".4g") -> str:
     return format(x, spec) if isinstance(x, (int, float)) else str(x)
 
 
-def summary_markdown(*, header: dict, front: Sequence[Evaluation],
-                     baselines: Sequence[Baseline], histories: dict[str, Sequence[dict]],
-                     n_evaluated: int, regime: str) -> str:
+def summary_markdown(
+    *,
+    header: dict,
+    front: Sequence[Evaluation],
+    baselines: Sequence[Baseline],
+    histories: dict[str, Sequence[dict]],
+    n_evaluated: int,
+    regime: str,
+) -> str:
     """The run's human-readable report (EDP reductions, front, heterogeneity)."""
     lines = ["# Co-search summary", ""]
     for k, v in header.items():
         lines.append(f"- **{k}**: {v}")
-    lines += [f"- **evaluated pairs**: {n_evaluated}; **front size**: {len(front)}",
-              f"- **mapping regime** of latency/energy: `{regime}`", ""]
+    lines += [
+        f"- **evaluated pairs**: {n_evaluated}; **front size**: {len(front)}",
+        f"- **mapping regime** of latency/energy: `{regime}`",
+        "",
+    ]
     for name, hist in histories.items():
         if hist:
-            arch = (f" (all evaluated: {hist[-1]['hypervolume_archive']:.4f})"
-                    if "hypervolume_archive" in hist[-1] else "")
-            lines.append(f"- hypervolume of the population ({name}, fraction of the reference "
-                         f"box): generation 0 {hist[0]['hypervolume']:.4f} -> generation "
-                         f"{hist[-1]['generation']} {hist[-1]['hypervolume']:.4f}{arch}")
-    lines += ["", "## EDP reduction vs baselines", "",
-              "The front is non-dominated by search-subset perplexity over every evaluated "
-              "pair; the perplexities below are the re-evaluated validation ones where "
-              "available. Baselines run on the same hardware. For reference, the thesis "
-              "(paper space, Timeloop energy, RTL latency) reports 2.24x at +0.1 ppl and "
-              "10.56x at +1 ppl vs the from-scratch largest model.", "",
-              "| baseline | hw | baseline ppl | baseline EDP (J·s) | budget | max ppl | "
-              "best arch | ppl | EDP (J·s) | reduction |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+            arch = (
+                f" (all evaluated: {hist[-1]['hypervolume_archive']:.4f})"
+                if "hypervolume_archive" in hist[-1]
+                else ""
+            )
+            lines.append(
+                f"- hypervolume of the population ({name}, fraction of the reference "
+                f"box): generation 0 {hist[0]['hypervolume']:.4f} -> generation "
+                f"{hist[-1]['generation']} {hist[-1]['hypervolume']:.4f}{arch}"
+            )
+    lines += [
+        "",
+        "## EDP reduction vs baselines",
+        "",
+        "The front is non-dominated by search-subset perplexity over every evaluated "
+        "pair; the perplexities below are the re-evaluated validation ones where "
+        "available. Baselines run on the same hardware. For reference, the thesis "
+        "(paper space, Timeloop energy, RTL latency) reports 2.24x at +0.1 ppl and "
+        "10.56x at +1 ppl vs the from-scratch largest model.",
+        "",
+        "| baseline | hw | baseline ppl | baseline EDP (J·s) | budget | max ppl | "
+        "best arch | ppl | EDP (J·s) | reduction |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for b in baselines:
         for r in edp_reductions(front, b):
             red = f"{r['reduction']:.2f}×" if r["reduction"] else "none within budget"
             lines.append(
                 f"| {b.name} | {b.hw} | {_fmt(b.ppl, '.3f')} | {_fmt(b.edp)} | {r['budget']} "
                 f"| {_fmt(r['max_ppl'], '.3f')} | {r['arch'] or '–'} | {_fmt(r['ppl'], '.3f')} "
-                f"| {_fmt(r['edp'])} | {red} |")
+                f"| {_fmt(r['edp'])} | {red} |"
+            )
     het = heterogeneity(front)
-    lines += ["", "## Layer heterogeneity of the front", "",
-              f"- {het['n']} members; {het.get('n_multilayer', 0)} with more than one layer, "
-              f"of which {100 * het['heterogeneous_share']:.0f}% mix layer shapes",
-              f"- mean distinct head counts per member: {het['mean_distinct_heads']:.2f}; "
-              f"mean distinct FFN widths: {het['mean_distinct_ffn']:.2f}; mean FFN range "
-              f"within a member: {het.get('mean_ffn_range', 0):.0f}",
-              f"- head counts used: {het['heads_seen']}; FFN widths used: {het['ffn_seen']}",
-              "", "## Front", "",
-              "| arch | hw | ppl (search) | ppl valid | ppl test | latency (ms) | "
-              "energy (mJ) | EDP (J·s) | params | GFLOPs |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Layer heterogeneity of the front",
+        "",
+        f"- {het['n']} members; {het.get('n_multilayer', 0)} with more than one layer, "
+        f"of which {100 * het['heterogeneous_share']:.0f}% mix layer shapes",
+        f"- mean distinct head counts per member: {het['mean_distinct_heads']:.2f}; "
+        f"mean distinct FFN widths: {het['mean_distinct_ffn']:.2f}; mean FFN range "
+        f"within a member: {het.get('mean_ffn_range', 0):.0f}",
+        f"- head counts used: {het['heads_seen']}; FFN widths used: {het['ffn_seen']}",
+        "",
+        "## Front",
+        "",
+        "| arch | hw | ppl (search) | ppl valid | ppl test | latency (ms) | "
+        "energy (mJ) | EDP (J·s) | params | GFLOPs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for e in front:
         lines.append(
             f"| {e.arch.short()} | {e.hw} | {e.ppl:.3f} | {_fmt(e.extra.get('ppl_valid'), '.3f')}"
             f" | {_fmt(e.extra.get('ppl_test'), '.3f')} | {e.latency_s * 1e3:.4g} | "
-            f"{e.energy_J * 1e3:.4g} | {e.edp:.4g} | {e.params:,} | {e.flops / 1e9:.3g} |")
+            f"{e.energy_J * 1e3:.4g} | {e.edp:.4g} | {e.params:,} | {e.flops / 1e9:.3g} |"
+        )
     return "\n".join(lines) + "\n"
 
 

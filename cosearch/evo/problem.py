@@ -68,26 +68,57 @@ class Evaluation:
         return self.latency_s * 1e3
 
     def objective(self, name: str) -> float:
-        return {"ppl": self.ppl, "edp": self.edp, "latency": self.latency_s,
-                "energy": self.energy_J}[name]
+        return {
+            "ppl": self.ppl,
+            "edp": self.edp,
+            "latency": self.latency_s,
+            "energy": self.energy_J,
+        }[name]
 
     def to_dict(self) -> dict:
         return {
-            "arch": self.arch.to_dict(), "arch_id": self.arch.short(), "hw": self.hw,
-            "ppl": self.ppl, "latency_s": self.latency_s, "energy_J": self.energy_J,
-            "edp": self.edp, "params": self.params, "flops": self.flops,
-            "violation": self.violation, "feasible": self.feasible,
-            "generation": self.generation, **self.extra,
+            "arch": self.arch.to_dict(),
+            "arch_id": self.arch.short(),
+            "hw": self.hw,
+            "ppl": self.ppl,
+            "latency_s": self.latency_s,
+            "energy_J": self.energy_J,
+            "edp": self.edp,
+            "params": self.params,
+            "flops": self.flops,
+            "violation": self.violation,
+            "feasible": self.feasible,
+            "generation": self.generation,
+            **self.extra,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> Evaluation:
-        known = {"arch", "arch_id", "hw", "ppl", "latency_s", "energy_J", "edp", "params",
-                 "flops", "violation", "feasible", "generation"}
+        known = {
+            "arch",
+            "arch_id",
+            "hw",
+            "ppl",
+            "latency_s",
+            "energy_J",
+            "edp",
+            "params",
+            "flops",
+            "violation",
+            "feasible",
+            "generation",
+        }
         return cls(
-            Arch.from_dict(d["arch"]), d["hw"], float(d["ppl"]), float(d["latency_s"]),
-            float(d["energy_J"]), float(d["edp"]), int(d["params"]), int(d["flops"]),
-            float(d["violation"]), int(d["generation"]),
+            Arch.from_dict(d["arch"]),
+            d["hw"],
+            float(d["ppl"]),
+            float(d["latency_s"]),
+            float(d["energy_J"]),
+            float(d["edp"]),
+            int(d["params"]),
+            int(d["flops"]),
+            float(d["violation"]),
+            int(d["generation"]),
             {k: float(v) for k, v in d.items() if k not in known},
         )
 
@@ -174,8 +205,7 @@ class Problem:
     def _decode(self, genome: Sequence[int]) -> tuple[Arch, Any]:
         if len(genome) != len(self.gene_cardinalities):
             raise SearchError(
-                f"genome has {len(genome)} genes; this problem needs "
-                f"{len(self.gene_cardinalities)}"
+                f"genome has {len(genome)} genes; this problem needs {len(self.gene_cardinalities)}"
             )
         n = len(self.arch_card)
         arch = self.space.decode(list(genome[:n]))
@@ -206,8 +236,7 @@ class Problem:
             self.timers.ppl_s += time.perf_counter() - t
             self.timers.ppl_calls += 1
             if not math.isfinite(ppl):
-                log.warning("perplexity of %s is %s; it will never be feasible", arch.short(),
-                            ppl)
+                log.warning("perplexity of %s is %s; it will never be feasible", arch.short(), ppl)
                 ppl = math.inf
             self.ppl_cache[arch] = ppl
         return self.ppl_cache[arch]
@@ -244,9 +273,17 @@ class Problem:
             if over > 0:  # not costed: a LUT need not exist for over-budget hardware
                 for arch in archs:
                     self.cache[(arch, name)] = Evaluation(
-                        arch, name, math.nan, math.nan, math.nan, math.nan,
-                        self.space.param_count(arch), self.space.flops(arch), over,
-                        self.generation)
+                        arch,
+                        name,
+                        math.nan,
+                        math.nan,
+                        math.nan,
+                        math.nan,
+                        self.space.param_count(arch),
+                        self.space.flops(arch),
+                        over,
+                        self.generation,
+                    )
                 continue
             t = time.perf_counter()
             costs = self.coster.cost_many(archs, self.hw_configs[name])
@@ -261,8 +298,17 @@ class Problem:
                     ppl = self.perplexity(arch)
                     viol = self._violation(ppl, lat)
                 self.cache[(arch, name)] = Evaluation(
-                    arch, name, ppl, lat, en, float(c.edp), self.space.param_count(arch),
-                    self.space.flops(arch), viol, self.generation)
+                    arch,
+                    name,
+                    ppl,
+                    lat,
+                    en,
+                    float(c.edp),
+                    self.space.param_count(arch),
+                    self.space.flops(arch),
+                    viol,
+                    self.generation,
+                )
         return [self.cache[(arch, _hw_name(hw))] for arch, hw in pairs]
 
     def evaluate(self, genomes: Sequence[Sequence[int]]) -> list[Evaluation]:
@@ -280,13 +326,19 @@ class Problem:
 
     def feasible_objectives(self, genomes: Sequence[Sequence[int]]) -> list[tuple[float, ...]]:
         """Objective vectors of the feasible genomes (for the hypervolume)."""
-        return [tuple(ev.objective(o) for o in self.objectives)
-                for ev in self.evaluate(genomes) if ev.feasible]
+        return [
+            tuple(ev.objective(o) for o in self.objectives)
+            for ev in self.evaluate(genomes)
+            if ev.feasible
+        ]
 
     def archive_objectives(self) -> list[tuple[float, ...]]:
         """Objective vectors of every feasible pair evaluated so far (the archive)."""
-        return [tuple(ev.objective(o) for o in self.objectives)
-                for ev in self.cache.values() if ev.feasible]
+        return [
+            tuple(ev.objective(o) for o in self.objectives)
+            for ev in self.cache.values()
+            if ev.feasible
+        ]
 
     # ----- checkpoint -------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -39,8 +39,10 @@ CONFIG_FILE = "config.json"
 STATE_DIR = "state"
 METRICS_FILE = "metrics.jsonl"
 HW_SEARCH = "search"
-TRAIN_HINT = ("train one with `python -m cosearch.train_supernet --preset PRESET "
-              "--workdir DIR` and pass --checkpoint DIR")
+TRAIN_HINT = (
+    "train one with `python -m cosearch.train_supernet --preset PRESET "
+    "--workdir DIR` and pass --checkpoint DIR"
+)
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,13 @@ REPORT_ONLY = ("baseline_ppl", "baseline_checkpoint", "final_eval", "final_token
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=5,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -94,14 +101,17 @@ def resolve_hw(opts: SearchOptions) -> tuple[list[Any], Any]:
         if opts.hw_budget_mm2 is not None:
             space = replace(space, budget_mm2=float(opts.hw_budget_mm2))
         if not space.configs():
-            raise SearchError(f"no hardware config fits the budget ({space.budget_kib} KiB "
-                              f"SRAM, area {opts.hw_budget_mm2} mm^2); raise "
-                              "--hw-budget-kib / --hw-budget-mm2")
+            raise SearchError(
+                f"no hardware config fits the budget ({space.budget_kib} KiB "
+                f"SRAM, area {opts.hw_budget_mm2} mm^2); raise "
+                "--hw-budget-kib / --hw-budget-mm2"
+            )
         return [], space
     names = [n.strip() for n in opts.hw.split(",") if n.strip()]
     if not names:
-        raise SearchError("--hw is empty; give a name like gemmini-64k-256k, a comma list, "
-                          "or 'search'")
+        raise SearchError(
+            "--hw is empty; give a name like gemmini-64k-256k, a comma list, or 'search'"
+        )
     hws = [gemmini.get_hw(n) for n in names]  # UnknownNameError lists the presets
     if len({h.name for h in hws}) != len(hws):
         raise SearchError(f"--hw lists a config twice: {opts.hw}")
@@ -111,15 +121,22 @@ def resolve_hw(opts: SearchOptions) -> tuple[list[Any], Any]:
 def make_coster(config: RunConfig, opts: SearchOptions) -> Any:
     from cosearch.hw.lut import Coster
 
-    return Coster(config.space, regime=opts.regime, lut_dir=opts.lut_dir,
-                  backend=opts.backend, strict=opts.strict)
+    return Coster(
+        config.space,
+        regime=opts.regime,
+        lut_dir=opts.lut_dir,
+        backend=opts.backend,
+        strict=opts.strict,
+    )
 
 
 def _lut_hint(err: Exception, hw: str, config: RunConfig) -> SearchError:
     msg = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
     if "build_lut" not in msg:
-        msg += (f"; build the table with `python -m cosearch.build_lut --hw {hw} "
-                f"--preset {config.name}` (or pass --lut-dir)")
+        msg += (
+            f"; build the table with `python -m cosearch.build_lut --hw {hw} "
+            f"--preset {config.name}` (or pass --lut-dir)"
+        )
     return SearchError(msg)
 
 
@@ -129,8 +146,10 @@ def _check_workdir(workdir: Path, desc: dict, resume: bool) -> None:
     if not path.exists():
         return
     if not resume:
-        raise SearchError(f"'{workdir}' already holds a search; pass --resume to continue it "
-                          "or choose another --out")
+        raise SearchError(
+            f"'{workdir}' already holds a search; pass --resume to continue it "
+            "or choose another --out"
+        )
     old = json.loads(path.read_text())
     for key in ("config", "options", "checkpoint"):
         a, b = dict(old.get(key) or {}) if key != "checkpoint" else old.get(key), desc[key]
@@ -143,8 +162,10 @@ def _check_workdir(workdir: Path, desc: dict, resume: bool) -> None:
             a = {k: v for k, v in a.items() if k not in REPORT_ONLY}
             b = {k: v for k, v in json.loads(json.dumps(b)).items() if k not in REPORT_ONLY}
         if a != b:
-            raise SearchError(f"cannot resume '{workdir}': its {key} differs from this run's "
-                              f"(saved {a} vs now {b}); rerun with the same flags or a new --out")
+            raise SearchError(
+                f"cannot resume '{workdir}': its {key} differs from this run's "
+                f"(saved {a} vs now {b}); rerun with the same flags or a new --out"
+            )
 
 
 def cost_source(coster: Any, hw: Any) -> str:
@@ -166,11 +187,15 @@ def _anchors(problem: Problem, hws: Sequence[Any]) -> list[Evaluation]:
 def _reference_point(problem: Problem, anchors: Sequence[Evaluation]) -> tuple[float, ...]:
     """1.1 x the worst anchor value per objective: fixed for the run, so hypervolumes of
     different generations (and of a resumed run) compare."""
-    vals = [[a.objective(o) for a in anchors if math.isfinite(a.objective(o))]
-            for o in problem.objectives]
+    vals = [
+        [a.objective(o) for a in anchors if math.isfinite(a.objective(o))]
+        for o in problem.objectives
+    ]
     if any(not v for v in vals):
-        raise SearchError("the anchor architectures have no finite objective values; check "
-                          "the checkpoint and the cost tables")
+        raise SearchError(
+            "the anchor architectures have no finite objective values; check "
+            "the checkpoint and the cost tables"
+        )
     return tuple(1.1 * max(v) for v in vals)
 
 
@@ -199,11 +224,18 @@ def run(
     sc = config.search
     bad = [o for o in options.objectives if o not in OBJECTIVES]
     if bad or "ppl" not in options.objectives or len(options.objectives) < 2:
-        raise SearchError(f"--objectives {','.join(options.objectives)}: need ppl plus at "
-                          f"least one of {[o for o in OBJECTIVES if o != 'ppl']}")
-    settings = Settings(population=sc.population, generations=sc.generations,
-                        mutation_prob=sc.mutation_prob, crossover_prob=sc.crossover_prob,
-                        crossover=options.crossover, seed=sc.seed)
+        raise SearchError(
+            f"--objectives {','.join(options.objectives)}: need ppl plus at "
+            f"least one of {[o for o in OBJECTIVES if o != 'ppl']}"
+        )
+    settings = Settings(
+        population=sc.population,
+        generations=sc.generations,
+        mutation_prob=sc.mutation_prob,
+        crossover_prob=sc.crossover_prob,
+        crossover=options.crossover,
+        seed=sc.seed,
+    )
     hws, hw_space = resolve_hw(options)
 
     if evaluator is None:
@@ -215,16 +247,21 @@ def run(
         try:
             evaluator = load_evaluator(checkpoint, data_dir, expect_space=config.space.name)
         except (CheckpointError, FileNotFoundError) as e:
-            raise SearchError(f"{e}" + ("" if "train_supernet" in str(e) else f"; {TRAIN_HINT}")
-                              ) from None
+            raise SearchError(
+                f"{e}" + ("" if "train_supernet" in str(e) else f"; {TRAIN_HINT}")
+            ) from None
     ev_space = getattr(evaluator, "space", None)
     if ev_space is not None and ev_space.name != config.space.name:
-        raise SearchError(f"checkpoint was trained on search space '{ev_space.name}' but the "
-                          f"preset uses '{config.space.name}'; pass --preset {ev_space.name} "
-                          "or a checkpoint of this preset")
+        raise SearchError(
+            f"checkpoint was trained on search space '{ev_space.name}' but the "
+            f"preset uses '{config.space.name}'; pass --preset {ev_space.name} "
+            "or a checkpoint of this preset"
+        )
     if getattr(evaluator, "from_scratch", None) is not None:
-        raise SearchError(f"checkpoint '{checkpoint}' is a from-scratch model, not a supernet; "
-                          "pass it as --baseline-checkpoint instead")
+        raise SearchError(
+            f"checkpoint '{checkpoint}' is a from-scratch model, not a supernet; "
+            "pass it as --baseline-checkpoint instead"
+        )
     if coster is None:
         try:
             coster = make_coster(config, options)
@@ -232,9 +269,12 @@ def run(
             raise _lut_hint(e, options.hw, config) from None
 
     desc = {
-        "config": config.to_dict(), "options": asdict(options),
+        "config": config.to_dict(),
+        "options": asdict(options),
         "checkpoint": str(checkpoint) if checkpoint else None,
-        "data_dir": data_dir, "git_commit": git_commit(), "seed": sc.seed,
+        "data_dir": data_dir,
+        "git_commit": git_commit(),
+        "seed": sc.seed,
         "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
     }
     _check_workdir(workdir, desc, resume)
@@ -256,31 +296,46 @@ def run(
     histories: dict[str, list[dict]] = {}
     metrics_path = workdir / METRICS_FILE
     for k, label in enumerate(labels):
-        problem = Problem(config.space, ppl_fn, coster,
-                          hw=hws[k] if hw_space is None else None, hw_space=hw_space,
-                          objectives=options.objectives, max_ppl=options.max_ppl,
-                          max_latency_s=max_latency_s, ppl_cache=ppl_cache)
+        problem = Problem(
+            config.space,
+            ppl_fn,
+            coster,
+            hw=hws[k] if hw_space is None else None,
+            hw_space=hw_space,
+            objectives=options.objectives,
+            max_ppl=options.max_ppl,
+            max_latency_s=max_latency_s,
+            ppl_cache=ppl_cache,
+        )
         anchor_hws = [hws[k]] if hw_space is None else hw_space.configs()
         try:
             anchors = _anchors(problem, anchor_hws)
         except (FileNotFoundError, OSError, KeyError) as e:
             raise _lut_hint(e, label, config) from None
         if max_latency_s is not None:
-            fastest = min((a for a in anchors if a.arch == config.space.smallest()),
-                          key=lambda a: a.latency_s)
+            fastest = min(
+                (a for a in anchors if a.arch == config.space.smallest()), key=lambda a: a.latency_s
+            )
             if fastest.latency_s > max_latency_s:
                 raise InfeasibleError(
                     f"--max-latency-ms {options.max_latency_ms} is infeasible on {label}: even "
                     f"the smallest arch {fastest.arch.short()} takes "
-                    f"{fastest.latency_s * 1e3:.4g} ms on {fastest.hw}; raise the limit")
+                    f"{fastest.latency_s * 1e3:.4g} ms on {fastest.hw}; raise the limit"
+                )
         ref = _reference_point(problem, anchors)
         sources.update({h.name: cost_source(coster, h) for h in anchor_hws})
         no_lut = [h.name for h in anchor_hws if sources[h.name].startswith("analytical")]
         if no_lut and options.backend == "auto":
-            log.warning("no %s LUT of preset '%s' for %s: costing with the analytical model; "
-                        "build one with `python -m cosearch.build_lut --preset %s --hw %s` or "
-                        "pass --lut-dir", options.regime, config.space.name, ",".join(no_lut),
-                        config.space.name, no_lut[0])
+            log.warning(
+                "no %s LUT of preset '%s' for %s: costing with the analytical model; "
+                "build one with `python -m cosearch.build_lut --preset %s --hw %s` or "
+                "pass --lut-dir",
+                options.regime,
+                config.space.name,
+                ",".join(no_lut),
+                config.space.name,
+                no_lut[0],
+            )
 
         def on_gen(gen: int, row: dict, label: str = label) -> None:
             with open(metrics_path, "a") as f:
@@ -288,25 +343,55 @@ def run(
             if on_generation is not None:
                 on_generation(label, gen, row)
 
-        log.info("searching %s: population %d, %d generations, objectives %s", label,
-                 settings.population, settings.generations, ",".join(options.objectives))
+        log.info(
+            "searching %s: population %d, %d generations, objectives %s",
+            label,
+            settings.population,
+            settings.generations,
+            ",".join(options.objectives),
+        )
         try:
-            result = evolve(problem, settings, ref, checkpoint=workdir / STATE_DIR /
-                            f"{label}.json", resume=resume, on_generation=on_gen,
-                            progress=progress, desc=f"NSGA-II {label}")
+            result = evolve(
+                problem,
+                settings,
+                ref,
+                checkpoint=workdir / STATE_DIR / f"{label}.json",
+                resume=resume,
+                on_generation=on_gen,
+                progress=progress,
+                desc=f"NSGA-II {label}",
+            )
         except (FileNotFoundError, OSError, KeyError) as e:
             raise _lut_hint(e, label, config) from None
         problems[label] = problem
         histories[label] = result.history
 
-    return _finish(config, workdir, options, problems, histories, evaluator,
-                   baseline_evaluator, checkpoint, time.perf_counter() - t_start, sources)
+    return _finish(
+        config,
+        workdir,
+        options,
+        problems,
+        histories,
+        evaluator,
+        baseline_evaluator,
+        checkpoint,
+        time.perf_counter() - t_start,
+        sources,
+    )
 
 
-def _finish(config: RunConfig, workdir: Path, options: SearchOptions,
-            problems: dict[str, Problem], histories: dict[str, list[dict]], evaluator: Any,
-            baseline_evaluator: Any, checkpoint: str | None, elapsed: float,
-            sources: dict[str, str]) -> dict:
+def _finish(
+    config: RunConfig,
+    workdir: Path,
+    options: SearchOptions,
+    problems: dict[str, Problem],
+    histories: dict[str, list[dict]],
+    evaluator: Any,
+    baseline_evaluator: Any,
+    checkpoint: str | None,
+    elapsed: float,
+    sources: dict[str, str],
+) -> dict:
     space = config.space
     evaluated: list[Evaluation] = [e for p in problems.values() for e in p.evaluations()]
     objectives = options.objectives
@@ -319,12 +404,16 @@ def _finish(config: RunConfig, workdir: Path, options: SearchOptions,
             f"{options.max_ppl}, max latency {options.max_latency_ms} ms): the lowest "
             f"perplexity seen was {min(feas_ppl, default=math.nan):.4g} and the lowest "
             f"latency {min(lat, default=math.nan) * 1e3:.4g} ms over {len(evaluated)} pairs; "
-            "relax --max-ppl / --max-latency-ms")
+            "relax --max-ppl / --max-latency-ms"
+        )
     t_final = time.perf_counter()
     final_tokens = options.final_tokens or None
     if options.final_eval:
-        log.info("re-evaluating %d front members on the valid and test splits (%s tokens)",
-                 len(front), final_tokens or "all")
+        log.info(
+            "re-evaluating %d front members on the valid and test splits (%s tokens)",
+            len(front),
+            final_tokens or "all",
+        )
         for e in front:
             e.extra["ppl_valid"] = float(evaluator.perplexity(e.arch, "valid", final_tokens))
             e.extra["ppl_test"] = float(evaluator.perplexity(e.arch, "test", final_tokens))
@@ -338,8 +427,9 @@ def _finish(config: RunConfig, workdir: Path, options: SearchOptions,
         if baseline_evaluator is None:
             from cosearch.supernet.evaluate import load_evaluator
 
-            baseline_evaluator = load_evaluator(options.baseline_checkpoint,
-                                                expect_space=space.name)
+            baseline_evaluator = load_evaluator(
+                options.baseline_checkpoint, expect_space=space.name
+            )
         arch = getattr(baseline_evaluator, "from_scratch", None) or largest
         scratch_ppl = float(baseline_evaluator.perplexity(arch, "valid", final_tokens))
     baselines: list[pareto.Baseline] = []
@@ -347,13 +437,18 @@ def _finish(config: RunConfig, workdir: Path, options: SearchOptions,
     for hw in sorted({e.hw for e in front}):
         problem = next((p for p in problems.values() if hw in p.hw_configs), any_problem)
         (b,) = problem.evaluate_pairs([(largest, problem.hw_config(hw))])
-        ppl = (float(evaluator.perplexity(largest, "valid", final_tokens))
-               if options.final_eval else problem.perplexity(largest))  # b.ppl may be NaN
-        baselines.append(pareto.Baseline("supernet largest", hw, ppl, b.edp, b.latency_s,
-                                         b.energy_J))
+        ppl = (
+            float(evaluator.perplexity(largest, "valid", final_tokens))
+            if options.final_eval
+            else problem.perplexity(largest)
+        )  # b.ppl may be NaN
+        baselines.append(
+            pareto.Baseline("supernet largest", hw, ppl, b.edp, b.latency_s, b.energy_J)
+        )
         if scratch_ppl is not None:
-            baselines.append(pareto.Baseline("from scratch", hw, scratch_ppl, b.edp,
-                                             b.latency_s, b.energy_J))
+            baselines.append(
+                pareto.Baseline("from scratch", hw, scratch_ppl, b.edp, b.latency_s, b.energy_J)
+            )
 
     # Files.
     pareto.write_csv(workdir / "evaluated.csv", evaluated)
@@ -364,50 +459,87 @@ def _finish(config: RunConfig, workdir: Path, options: SearchOptions,
     ppl_s = sum(t["ppl_s"] for t in timers.values())
     hw_s = sum(t["hw_s"] for t in timers.values())
     search_s = elapsed
-    time_split = {"total_s": search_s + final_s, "search_s": search_s,
-                  "ppl_eval_s": ppl_s, "hw_cost_s": hw_s,
-                  "deap_and_bookkeeping_s": search_s - ppl_s - hw_s,
-                  "final_eval_s": final_s,
-                  "ppl_evals": sum(t["ppl_calls"] for t in timers.values()),
-                  "hw_archs_costed": sum(t["hw_archs"] for t in timers.values())}
-    pareto.write_json(workdir / "pareto.json", {
-        "objectives": list(objectives), "regime": options.regime, "hw": options.hw,
-        "preset": config.name, "seed": config.search.seed, "checkpoint": checkpoint,
-        "front": [e.to_dict() for e in front],
-        "baselines": [asdict(b) for b in baselines], "edp_reduction": reductions,
-        "heterogeneity": het, "time": time_split, "cost_source": sources,
-    })
+    time_split = {
+        "total_s": search_s + final_s,
+        "search_s": search_s,
+        "ppl_eval_s": ppl_s,
+        "hw_cost_s": hw_s,
+        "deap_and_bookkeeping_s": search_s - ppl_s - hw_s,
+        "final_eval_s": final_s,
+        "ppl_evals": sum(t["ppl_calls"] for t in timers.values()),
+        "hw_archs_costed": sum(t["hw_archs"] for t in timers.values()),
+    }
+    pareto.write_json(
+        workdir / "pareto.json",
+        {
+            "objectives": list(objectives),
+            "regime": options.regime,
+            "hw": options.hw,
+            "preset": config.name,
+            "seed": config.search.seed,
+            "checkpoint": checkpoint,
+            "front": [e.to_dict() for e in front],
+            "baselines": [asdict(b) for b in baselines],
+            "edp_reduction": reductions,
+            "heterogeneity": het,
+            "time": time_split,
+            "cost_source": sources,
+        },
+    )
     hist_rows = [{"run": k, **r} for k, h in histories.items() for r in h]
     pareto.write_history_csv(workdir / "hypervolume.csv", hist_rows)
     for metric in ("edp", "latency", "energy"):
-        pareto.plot_front(workdir / f"ppl_vs_{metric}.png", metric, evaluated, front, baselines,
-                          title=f"{config.name}: perplexity vs {metric} ({options.hw}, "
-                                f"{options.regime})")
+        pareto.plot_front(
+            workdir / f"ppl_vs_{metric}.png",
+            metric,
+            evaluated,
+            front,
+            baselines,
+            title=f"{config.name}: perplexity vs {metric} ({options.hw}, {options.regime})",
+        )
     pareto.plot_hypervolume(workdir / "hypervolume.png", histories)
-    header = {"preset": config.name, "hardware": options.hw,
-              "objectives": ", ".join(objectives), "checkpoint": checkpoint,
-              "seed": config.search.seed,
-              "population x generations": f"{config.search.population} x "
-                                          f"{config.search.generations}",
-              "search eval tokens": config.search.eval_tokens or "all",
-              "final re-evaluation": (f"valid and test, {options.final_tokens or 'all'} "
-                                      "tokens each" if options.final_eval else "off"),
-              "constraints": f"max ppl {options.max_ppl}, max latency "
-                             f"{options.max_latency_ms} ms",
-              "time": f"{time_split['total_s']:.1f} s (perplexity {ppl_s:.1f} s, hardware "
-                      f"costing {hw_s:.2f} s, DEAP+bookkeeping "
-                      f"{time_split['deap_and_bookkeeping_s']:.1f} s, final re-evaluation "
-                      f"{final_s:.1f} s)",
-              "cost source": "; ".join(f"{k}: {v}" for k, v in sources.items()),
-              "commit": git_commit()}
-    pareto.write_text(workdir / "summary.md", pareto.summary_markdown(
-        header=header, front=front, baselines=baselines, histories=histories,
-        n_evaluated=len(evaluated), regime=options.regime))
+    header = {
+        "preset": config.name,
+        "hardware": options.hw,
+        "objectives": ", ".join(objectives),
+        "checkpoint": checkpoint,
+        "seed": config.search.seed,
+        "population x generations": f"{config.search.population} x {config.search.generations}",
+        "search eval tokens": config.search.eval_tokens or "all",
+        "final re-evaluation": (
+            f"valid and test, {options.final_tokens or 'all'} tokens each"
+            if options.final_eval
+            else "off"
+        ),
+        "constraints": f"max ppl {options.max_ppl}, max latency {options.max_latency_ms} ms",
+        "time": f"{time_split['total_s']:.1f} s (perplexity {ppl_s:.1f} s, hardware "
+        f"costing {hw_s:.2f} s, DEAP+bookkeeping "
+        f"{time_split['deap_and_bookkeeping_s']:.1f} s, final re-evaluation "
+        f"{final_s:.1f} s)",
+        "cost source": "; ".join(f"{k}: {v}" for k, v in sources.items()),
+        "commit": git_commit(),
+    }
+    pareto.write_text(
+        workdir / "summary.md",
+        pareto.summary_markdown(
+            header=header,
+            front=front,
+            baselines=baselines,
+            histories=histories,
+            n_evaluated=len(evaluated),
+            regime=options.regime,
+        ),
+    )
     log.info("front of %d pairs written to %s", len(front), workdir)
-    return {"workdir": str(workdir), "front_size": len(front), "n_evaluated": len(evaluated),
-            "hypervolume": {k: h[-1]["hypervolume"] for k, h in histories.items() if h},
-            "time": time_split, "edp_reduction": reductions,
-            "front": [e.to_dict() for e in front]}
+    return {
+        "workdir": str(workdir),
+        "front_size": len(front),
+        "n_evaluated": len(evaluated),
+        "hypervolume": {k: h[-1]["hypervolume"] for k, h in histories.items() if h},
+        "time": time_split,
+        "edp_reduction": reductions,
+        "front": [e.to_dict() for e in front],
+    }
 
 
 __all__ = ["SearchOptions", "run", "resolve_hw", "make_coster"]

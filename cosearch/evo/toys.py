@@ -34,8 +34,7 @@ class ZDT1:
         return x[0], g * (1 - math.sqrt(x[0] / g))
 
     def true_front(self) -> list[tuple[float, float]]:
-        return [self.f([i] + [0] * (len(self.gene_cardinalities) - 1))
-                for i in range(self.levels)]
+        return [self.f([i] + [0] * (len(self.gene_cardinalities) - 1)) for i in range(self.levels)]
 
     def evaluate_fitness(self, genomes: Sequence[Sequence[int]]) -> list[tuple[float, ...]]:
         self.calls += len(genomes)

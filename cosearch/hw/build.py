@@ -63,8 +63,10 @@ class LutJob:
         if self.regime not in REGIMES:
             raise ValueError(f"unknown regime '{self.regime}'; known: {', '.join(REGIMES)}")
         if self.backend == "timeloop" and self.regime != "optimal":
-            raise ValueError("Timeloop searches mappings: only --regime optimal makes sense "
-                             "with --backend timeloop")
+            raise ValueError(
+                "Timeloop searches mappings: only --regime optimal makes sense "
+                "with --backend timeloop"
+            )
         if (self.preset is None) == (self.shapes_file is None):
             raise ValueError("give exactly one of --preset or --shapes FILE.csv")
         if self.shapes_file is not None and self.out is None:
@@ -79,8 +81,10 @@ class LutJob:
         by: dict[tuple[int, int, int], list[str]] = {}
         for op, M, K, N in rows:
             by.setdefault((M, K, N), []).append(op)
-        return sorted(((("+".join(dict.fromkeys(v))),) + k for k, v in by.items()),
-                      key=lambda r: (r[1], r[2], r[3]))
+        return sorted(
+            ((("+".join(dict.fromkeys(v))),) + k for k, v in by.items()),
+            key=lambda r: (r[1], r[2], r[3]),
+        )
 
     def path(self, hw: GemminiConfig) -> Path:
         if self.out is not None:
@@ -90,14 +94,21 @@ class LutJob:
     def description(self) -> dict:
         """Deterministic job description (hashed into the metadata)."""
         return {
-            "backend": self.backend, "regime": self.regime, "preset": self.preset,
-            "seq_lens": list(self.seq_lens), "hws": [h.name for h in self.hws],
+            "backend": self.backend,
+            "regime": self.regime,
+            "preset": self.preset,
+            "seq_lens": list(self.seq_lens),
+            "hws": [h.name for h in self.hws],
             "shapes": [list(s) for s in self.shapes()],
             "settings": self.settings.to_dict() if self.backend == "timeloop" else None,
-            "spec_hashes": ({h.name: timeloop.spec_hash(h, self.settings) for h in self.hws}
-                            if self.backend == "timeloop" else None),
-            "calibration": (default_calibration().__dict__ if self.backend == "analytical"
-                            else None),
+            "spec_hashes": (
+                {h.name: timeloop.spec_hash(h, self.settings) for h in self.hws}
+                if self.backend == "timeloop"
+                else None
+            ),
+            "calibration": (
+                default_calibration().__dict__ if self.backend == "analytical" else None
+            ),
         }
 
 
@@ -106,8 +117,9 @@ def read_shapes(path: str | Path) -> list[tuple[str, int, int, int]]:
     with Path(path).open(newline="") as f:
         r = csv.DictReader(f)
         if not r.fieldnames or not {"M", "K", "N"} <= set(r.fieldnames):
-            raise ValueError(f"{path}: expected a CSV header with columns M,K,N; "
-                             f"found {r.fieldnames}")
+            raise ValueError(
+                f"{path}: expected a CSV header with columns M,K,N; found {r.fieldnames}"
+            )
         out = []
         for i, row in enumerate(r, start=2):
             try:
@@ -119,8 +131,13 @@ def read_shapes(path: str | Path) -> list[tuple[str, int, int, int]]:
 
 def git_commit() -> str:
     try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                           cwd=Path(__file__).resolve().parent, timeout=10)
+        r = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=10,
+        )
         return r.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -132,49 +149,81 @@ def _analytical_rows(job: LutJob, hw: GemminiConfig, todo: list) -> list[dict]:
     arr = np.array([t[1:] for t in todo])
     c = gemm_cost(arr[:, 0], arr[:, 1], arr[:, 2], hw, regime=job.regime)
     return [
-        {"hw": hw.name, "regime": job.regime, "op": t[0], "M": t[1], "K": t[2], "N": t[3],
-         "cycles": float(c["cycles"][i]), "energy_pJ": float(c["energy_pJ"][i]),
-         "backend": "analytical", "victory": "", "tries": "", "mapper_seconds": ""}
+        {
+            "hw": hw.name,
+            "regime": job.regime,
+            "op": t[0],
+            "M": t[1],
+            "K": t[2],
+            "N": t[3],
+            "cycles": float(c["cycles"][i]),
+            "energy_pJ": float(c["energy_pJ"][i]),
+            "backend": "analytical",
+            "victory": "",
+            "tries": "",
+            "mapper_seconds": "",
+        }
         for i, t in enumerate(todo)
     ]
 
 
 def _timeloop_row(job: LutJob, hw: GemminiConfig, t: tuple, workroot: Path) -> dict:
     res = timeloop.cost_gemm(hw, t[1], t[2], t[3], workroot, job.settings)
-    return {"hw": hw.name, "regime": "optimal", "op": t[0], "M": t[1], "K": t[2], "N": t[3],
-            "cycles": res.cycles, "energy_pJ": res.energy_pJ, "backend": "timeloop",
-            "victory": res.victory, "tries": res.tries,
-            "mapper_seconds": round(res.mapper_seconds, 2)}
+    return {
+        "hw": hw.name,
+        "regime": "optimal",
+        "op": t[0],
+        "M": t[1],
+        "K": t[2],
+        "N": t[3],
+        "cycles": res.cycles,
+        "energy_pJ": res.energy_pJ,
+        "backend": "timeloop",
+        "victory": res.victory,
+        "tries": res.tries,
+        "mapper_seconds": round(res.mapper_seconds, 2),
+    }
 
 
 def _meta(job: LutJob, hw: GemminiConfig, rows: list[dict]) -> dict:
     desc = job.description()
     meta = {
-        "backend": job.backend, "regime": job.regime, "preset": job.preset,
-        "seq_lens": list(job.seq_lens), "hw": hw.name, "hw_config": hw.__dict__,
-        "n_rows": len(rows), "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(
-            timespec="seconds"),
+        "backend": job.backend,
+        "regime": job.regime,
+        "preset": job.preset,
+        "seq_lens": list(job.seq_lens),
+        "hw": hw.name,
+        "hw_config": hw.__dict__,
+        "n_rows": len(rows),
+        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "job_hash": hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16],
     }
     if job.backend == "timeloop":
         secs = [float(r["mapper_seconds"]) for r in rows if r.get("mapper_seconds") != ""]
-        meta.update({
-            "tool_versions": timeloop.tool_versions(),
-            "spec_hash": timeloop.spec_hash(hw, job.settings),
-            "mapper_settings": job.settings.to_dict(),
-            "mapper_seconds_total": float(np.sum(secs)) if secs else 0.0,
-            "rows_rerun": int(sum(1 for r in rows if int(r.get("tries") or 1) > 1)),
-            "note": "per-row mapper time, victory and tries are columns of the CSV",
-        })
+        meta.update(
+            {
+                "tool_versions": timeloop.tool_versions(),
+                "spec_hash": timeloop.spec_hash(hw, job.settings),
+                "mapper_settings": job.settings.to_dict(),
+                "mapper_seconds_total": float(np.sum(secs)) if secs else 0.0,
+                "rows_rerun": int(sum(1 for r in rows if int(r.get("tries") or 1) > 1)),
+                "note": "per-row mapper time, victory and tries are columns of the CSV",
+            }
+        )
     else:
         cal = default_calibration()
-        meta.update({
-            "tool_versions": {"cosearch.hw.cost_model": "analytical (no external tool)"},
-            "calibration": {"energy_scale": cal.energy_scale, "cycles_scale": cal.cycles_scale,
-                            "source": cal.source},
-            "model": "cosearch/hw/cost_model.py; per-access energies cosearch/hw/gemmini.py",
-        })
+        meta.update(
+            {
+                "tool_versions": {"cosearch.hw.cost_model": "analytical (no external tool)"},
+                "calibration": {
+                    "energy_scale": cal.energy_scale,
+                    "cycles_scale": cal.cycles_scale,
+                    "source": cal.source,
+                },
+                "model": "cosearch/hw/cost_model.py; per-access energies cosearch/hw/gemmini.py",
+            }
+        )
     return meta
 
 
@@ -193,16 +242,24 @@ def run(job: LutJob) -> list[Path]:
         rows = out_rows[path]
         done = {(r["hw"], r.get("regime", "optimal"), r["M"], r["K"], r["N"]) for r in rows}
         todo = [t for t in shapes if (hw.name, job.regime, *t[1:]) not in done]
-        log.info("%s: %d of %d rows to cost (%d already in %s)", hw.name, len(todo),
-                 len(shapes), len(shapes) - len(todo), path)
+        log.info(
+            "%s: %d of %d rows to cost (%d already in %s)",
+            hw.name,
+            len(todo),
+            len(shapes),
+            len(shapes) - len(todo),
+            path,
+        )
         if job.backend == "analytical":
             with tqdm(total=len(todo), desc=f"{hw.name} analytical", disable=not todo) as bar:
                 rows += _analytical_rows(job, hw, todo)
                 bar.update(len(todo))
             write_lut(path, rows)
         else:
-            with ThreadPoolExecutor(max_workers=max(1, job.jobs)) as ex, \
-                    tqdm(total=len(todo), desc=f"{hw.name} timeloop") as bar:
+            with (
+                ThreadPoolExecutor(max_workers=max(1, job.jobs)) as ex,
+                tqdm(total=len(todo), desc=f"{hw.name} timeloop") as bar,
+            ):
                 futs = [ex.submit(_timeloop_row, job, hw, t, workroot) for t in todo]
                 for fut in as_completed(futs):
                     rows.append(fut.result())
@@ -213,12 +270,16 @@ def run(job: LutJob) -> list[Path]:
         write_lut(path, rows)
         hw_rows = [r for r in rows if r["hw"] == hw.name]
         if job.out is None:
-            write_text_atomic(meta_path(path), json.dumps(_meta(job, hw, hw_rows), indent=2,
-                                                          sort_keys=True) + "\n")
+            write_text_atomic(
+                meta_path(path),
+                json.dumps(_meta(job, hw, hw_rows), indent=2, sort_keys=True) + "\n",
+            )
         if path not in written:
             written.append(path)
     if job.out is not None:
-        metas = {hw.name: _meta(job, hw, [r for r in out_rows[Path(job.out)]
-                                          if r["hw"] == hw.name]) for hw in job.hws}
+        metas = {
+            hw.name: _meta(job, hw, [r for r in out_rows[Path(job.out)] if r["hw"] == hw.name])
+            for hw in job.hws
+        }
         write_text_atomic(meta_path(job.out), json.dumps(metas, indent=2, sort_keys=True) + "\n")
     return written

@@ -48,13 +48,18 @@ def load_reference(path: str | Path = REFERENCE_CSV) -> list[RefRow]:
     rows = []
     with path.open(newline="") as f:
         for r in csv.DictReader(f):
-            rows.append(RefRow(
-                hw=f"gemmini-{int(r['hw_sp_kb'])}k-{int(r['hw_acc_kb'])}k",
-                M=int(r["M"]), K=int(r["K"]), N=int(r["N"]),
-                cycles=float(r["cycles"]), energy_pJ=float(r["energy_pJ"]),
-                mapper_seconds=float(r.get("mapper_seconds") or "nan"),
-                victory=int(r.get("victory") or 0),
-            ))
+            rows.append(
+                RefRow(
+                    hw=f"gemmini-{int(r['hw_sp_kb'])}k-{int(r['hw_acc_kb'])}k",
+                    M=int(r["M"]),
+                    K=int(r["K"]),
+                    N=int(r["N"]),
+                    cycles=float(r["cycles"]),
+                    energy_pJ=float(r["energy_pJ"]),
+                    mapper_seconds=float(r.get("mapper_seconds") or "nan"),
+                    victory=int(r.get("victory") or 0),
+                )
+            )
     return rows
 
 
@@ -70,8 +75,10 @@ def cross_config_split(rows: list[RefRow]) -> tuple[np.ndarray, np.ndarray]:
     thesis config's odd-numbered shapes (shape and buffer config both unseen)."""
     idx = _shape_index(rows)
     hw = np.array([r.hw for r in rows])
-    return ((idx % 2 == 0) & (hw == "gemmini-256k-64k"),
-            (idx % 2 == 1) & (hw == "gemmini-64k-256k"))
+    return (
+        (idx % 2 == 0) & (hw == "gemmini-256k-64k"),
+        (idx % 2 == 1) & (hw == "gemmini-64k-256k"),
+    )
 
 
 def _shape_index(rows: list[RefRow]) -> np.ndarray:
@@ -82,8 +89,14 @@ def _shape_index(rows: list[RefRow]) -> np.ndarray:
 
 
 def predict(rows: list[RefRow], cal: Calibration, regime: str = "optimal") -> dict:
-    return gemm_cost([r.M for r in rows], [r.K for r in rows], [r.N for r in rows],
-                     [r.hw for r in rows], regime=regime, calibration=cal)
+    return gemm_cost(
+        [r.M for r in rows],
+        [r.K for r in rows],
+        [r.N for r in rows],
+        [r.hw for r in rows],
+        regime=regime,
+        calibration=cal,
+    )
 
 
 def mape(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -92,6 +105,7 @@ def mape(pred: np.ndarray, ref: np.ndarray) -> float:
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation (average ranks for ties), numpy only."""
+
     def rank(x):
         x = np.asarray(x, dtype=float)
         order = np.argsort(x, kind="mergesort")
@@ -101,6 +115,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
             m = x == v
             r[m] = r[m].mean()
         return r
+
     ra, rb = rank(a), rank(b)
     return float(np.corrcoef(ra, rb)[0, 1])
 
@@ -136,9 +151,12 @@ def fit(rows: list[RefRow], train: np.ndarray) -> Calibration:
     s_best = float(np.round(scales[int(np.argmin(errs))], 3))
     c_best = float(np.round(np.median(ref_c[train] / base["cycles"][train]), 4))
     n = int(train.sum())
-    return Calibration(energy_scale=s_best, cycles_scale=c_best,
-                       source=f"cosearch.hw.calibrate.fit on {n} rows of "
-                              "lut/timeloop/calibration.csv (held-out split: calibrate.split)")
+    return Calibration(
+        energy_scale=s_best,
+        cycles_scale=c_best,
+        source=f"cosearch.hw.calibrate.fit on {n} rows of "
+        "lut/timeloop/calibration.csv (held-out split: calibrate.split)",
+    )
 
 
 def evaluate(rows: list[RefRow], cal: Calibration, mask: np.ndarray | None = None) -> dict:

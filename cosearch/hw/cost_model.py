@@ -76,9 +76,10 @@ class Calibration:
 # The shipped calibration: `cosearch.hw.calibrate.fit` on its held-out split of
 # lut/timeloop/calibration.csv (tests/test_hw_cost_model.py re-fits and checks it).
 SHIPPED_CALIBRATION = Calibration(
-    energy_scale=1.043, cycles_scale=1.0,
+    energy_scale=1.043,
+    cycles_scale=1.0,
     source="cosearch.hw.calibrate.fit on 16 rows of lut/timeloop/calibration.csv "
-           "(even-numbered shapes, both configs; held-out split: calibrate.split)",
+    "(even-numbered shapes, both configs; held-out split: calibrate.split)",
 )
 
 
@@ -121,8 +122,7 @@ def _hw_arrays(hws: list[GemminiConfig], idx: np.ndarray) -> dict[str, np.ndarra
         "bw": [h.dram_bytes_per_cycle for h in hws],
         "sp_r": [float(sp_access_pj(h.sp_kib, row_bytes=h.pe_cols)) / h.pe_cols for h in hws],
         "sp_w": [
-            float(sp_access_pj(h.sp_kib, write=True, row_bytes=h.pe_cols)) / h.pe_cols
-            for h in hws
+            float(sp_access_pj(h.sp_kib, write=True, row_bytes=h.pe_cols)) / h.pe_cols for h in hws
         ],
         "acc_r": [float(acc_access_pj(h.acc_kib, pe_cols=h.pe_cols)) for h in hws],
         "acc_w": [float(acc_access_pj(h.acc_kib, pe_cols=h.pe_cols, write=True)) for h in hws],
@@ -193,16 +193,37 @@ def _ws_mapping(M, K, N, Cs, Ks, p, fW, fI, fO, h, cal):
     cnt["acc_read"] = cnt["acc_update"] - MN + cnt["acc_fill"]
     cycles = np.maximum(
         np.maximum(macs / (Cs * Ks), cnt["dram"] / h["bw"]),
-        np.maximum((cnt["sp_read"] + cnt["sp_fill"]) / (2 * h["cols"]),
-                   (cnt["acc_update"] + cnt["acc_read"] + cnt["acc_fill"]) / (2 * Ks)),
+        np.maximum(
+            (cnt["sp_read"] + cnt["sp_fill"]) / (2 * h["cols"]),
+            (cnt["acc_update"] + cnt["acc_read"] + cnt["acc_fill"]) / (2 * Ks),
+        ),
     )
-    energy = _energy(macs, cnt["reg_fill"], cnt["sp_read"], cnt["sp_fill"], cnt["acc_read"],
-                     cnt["acc_update"] + cnt["acc_fill"], cnt["dram"], h, cal)
+    energy = _energy(
+        macs,
+        cnt["reg_fill"],
+        cnt["sp_read"],
+        cnt["sp_fill"],
+        cnt["acc_read"],
+        cnt["acc_update"] + cnt["acc_fill"],
+        cnt["dram"],
+        h,
+        cal,
+    )
     return cycles, energy, cnt
 
 
-def mapping_cost(M: int, K: int, N: int, hw: str | GemminiConfig, *, p: int, c: int, n: int,
-                 inner: str, calibration: Calibration | None = None) -> dict[str, float]:
+def mapping_cost(
+    M: int,
+    K: int,
+    N: int,
+    hw: str | GemminiConfig,
+    *,
+    p: int,
+    c: int,
+    n: int,
+    inner: str,
+    calibration: Calibration | None = None,
+) -> dict[str, float]:
     """Cost of one explicit mapping (DRAM trips p over M, c over K, n over N; `inner` the
     innermost DRAM loop 'P', 'C' or 'N'), e.g. to re-cost a Timeloop map.txt. Spatial
     factors are the largest divisors of K and N that fit the array."""
@@ -218,8 +239,11 @@ def mapping_cost(M: int, K: int, N: int, hw: str | GemminiConfig, *, p: int, c: 
     fI = 1.0 if inner == "N" else float(n)
     fO = 1.0 if inner == "C" else float(c)
     cycles, energy, cnt = _ws_mapping(Mx, Kx, Nx, Cs, Ks, float(p), fW, fI, fO, h, cal)
-    return {"cycles": float(cycles[0]), "energy_pJ": float(energy[0]),
-            **{k: float(np.asarray(v).reshape(-1)[0]) for k, v in cnt.items()}}
+    return {
+        "cycles": float(cycles[0]),
+        "energy_pJ": float(energy[0]),
+        **{k: float(np.asarray(v).reshape(-1)[0]) for k, v in cnt.items()},
+    }
 
 
 def _optimal(M, K, N, h, cal) -> dict[str, np.ndarray]:
@@ -273,19 +297,22 @@ def _optimal(M, K, N, h, cal) -> dict[str, np.ndarray]:
         nd = np.ndim(p) - 1
         bc = lambda a: a.reshape((G,) + (1,) * nd)  # noqa: E731, B023
         hx = {k: bc(v) for k, v in h.items()}
-        cycles, energy, cnt = _ws_mapping(bc(M), bc(K), bc(N), bc(Cs), bc(Ks), p, fW, fI, fO,
-                                          hx, cal)
+        cycles, energy, cnt = _ws_mapping(
+            bc(M), bc(K), bc(N), bc(Cs), bc(Ks), p, fW, fI, fO, hx, cal
+        )
         dram = cnt["dram"]
         shape = np.broadcast_shapes(cycles.shape, energy.shape, dram.shape)
-        cycles, energy, dram = (np.broadcast_to(x, shape).reshape(G, -1)
-                                for x in (cycles, energy, dram))
+        cycles, energy, dram = (
+            np.broadcast_to(x, shape).reshape(G, -1) for x in (cycles, energy, dram)
+        )
         cmin = cycles.min(axis=1)
         en = np.where(cycles <= cmin[:, None] * (1 + 1e-6), energy, np.inf)
         j = en.argmin(axis=1)
         r = np.arange(G)
         en_j, dram_j = en[r, j], dram[r, j]
-        better = (cmin < best_cyc * (1 - 1e-6)) | ((cmin <= best_cyc * (1 + 1e-6)) &
-                                                     (en_j < best_en))
+        better = (cmin < best_cyc * (1 - 1e-6)) | (
+            (cmin <= best_cyc * (1 + 1e-6)) & (en_j < best_en)
+        )
         best_cyc = np.where(better, cmin, best_cyc)
         best_en = np.where(better, en_j, best_en)
         best_dram = np.where(better, dram_j, best_dram)
@@ -325,14 +352,21 @@ def tiler_tiles(M, K, N, h) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return i * j * dim
 
     while True:
-        inc_k = (spad(tI, tJ, tK + 1) <= max_spad_rows) & (acc(tI, tJ) <= max_acc_rows) & (
-            tK + 1 <= Kp)
+        inc_k = (
+            (spad(tI, tJ, tK + 1) <= max_spad_rows) & (acc(tI, tJ) <= max_acc_rows) & (tK + 1 <= Kp)
+        )
         tK = tK + inc_k
-        inc_j = (spad(tI, tJ + 1, tK) <= max_spad_rows) & (acc(tI, tJ + 1) <= max_acc_rows) & (
-            tJ + 1 <= Jp)
+        inc_j = (
+            (spad(tI, tJ + 1, tK) <= max_spad_rows)
+            & (acc(tI, tJ + 1) <= max_acc_rows)
+            & (tJ + 1 <= Jp)
+        )
         tJ = tJ + inc_j
-        inc_i = (spad(tI + 1, tJ, tK) <= max_spad_rows) & (acc(tI + 1, tJ) <= max_acc_rows) & (
-            tI + 1 <= Ip)
+        inc_i = (
+            (spad(tI + 1, tJ, tK) <= max_spad_rows)
+            & (acc(tI + 1, tJ) <= max_acc_rows)
+            & (tI + 1 <= Ip)
+        )
         tI = tI + inc_i
         if not (inc_k.any() or inc_j.any() or inc_i.any()):
             break
@@ -360,11 +394,14 @@ def _tiler(M, K, N, h, cal) -> dict[str, np.ndarray]:
     # (edge tiles are smaller: Gemmini computes only the blocks that exist), plus overheads
     n_tiles = I0 * J0 * K0
     compute_tile = Ip * Jp * Kp * dim / n_tiles + (
-        Jp * Kp * I0 * FILL_DRAIN_CYCLES_PER_BLOCK / n_tiles)
+        Jp * Kp * I0 * FILL_DRAIN_CYCLES_PER_BLOCK / n_tiles
+    )
     dma_bytes_tile = dram / n_tiles
     # mvin: one instruction per DIM rows x MAX_BLOCK_LEN blocks; mvout: one per DIM x DIM
-    n_instr = (I0 * J0 * K0 * (tI * np.ceil(tK / MAX_BLOCK_LEN) + tK * np.ceil(tJ / MAX_BLOCK_LEN))
-               + Ip * Jp)
+    n_instr = (
+        I0 * J0 * K0 * (tI * np.ceil(tK / MAX_BLOCK_LEN) + tK * np.ceil(tJ / MAX_BLOCK_LEN))
+        + Ip * Jp
+    )
     dma_tile = dma_bytes_tile / h["bw"] + n_instr * DMA_INSTR_CYCLES / n_tiles
     tile_cycles = np.maximum(compute_tile, dma_tile) + TILE_OVERHEAD_CYCLES
     prologue = (tI * tK + tK * tJ) * dim * dim / h["bw"]  # first tile's loads, not hidden
@@ -396,7 +433,8 @@ def gemm_cost(
         raise ValueError(f"unknown regime '{regime}'; known: {', '.join(REGIMES)}")
     cal = default_calibration() if calibration is None else calibration
     M, K, N = np.broadcast_arrays(
-        *(np.atleast_1d(np.asarray(x, dtype=np.int64)) for x in (M, K, N)))
+        *(np.atleast_1d(np.asarray(x, dtype=np.int64)) for x in (M, K, N))
+    )
     if np.any(M <= 0) or np.any(K <= 0) or np.any(N <= 0):
         raise ValueError("GEMM dimensions must be positive")
     if isinstance(hw, (list, tuple)):
@@ -421,8 +459,9 @@ def gemm_cost(
     for s in range(0, len(ukey), chunk):
         kk = ukey[s : s + chunk]
         h = _hw_arrays(uniq_cfg, kk[:, 3])
-        parts.append(fn(kk[:, 0].astype(float), kk[:, 1].astype(float), kk[:, 2].astype(float),
-                        h, cal))
+        parts.append(
+            fn(kk[:, 0].astype(float), kk[:, 1].astype(float), kk[:, 2].astype(float), h, cal)
+        )
     return {k: np.concatenate([p[k] for p in parts])[inv] for k in parts[0]}
 
 

@@ -161,8 +161,11 @@ class HwSearchSpace:
                 f"{cfg.name} is not in the hardware space (sp {self.sp_kib}, acc {self.acc_kib}, "
                 f"pe {self.pe}, budget {self.budget_kib} KiB total SRAM)"
             )
-        return [self.sp_kib.index(cfg.sp_kib), self.acc_kib.index(cfg.acc_kib),
-                self.pe.index(cfg.pe_rows)]
+        return [
+            self.sp_kib.index(cfg.sp_kib),
+            self.acc_kib.index(cfg.acc_kib),
+            self.pe.index(cfg.pe_rows),
+        ]
 
     def decode(self, genes) -> GemminiConfig:
         """Genes -> config. May exceed the budget: check `feasible` (the search treats it
@@ -173,8 +176,12 @@ class HwSearchSpace:
         ):
             raise ValueError(f"hardware genes {list(genes)} do not fit cardinalities {card}")
         p = self.pe[int(genes[2])]
-        return GemminiConfig(sp_kib=self.sp_kib[int(genes[0])],
-                             acc_kib=self.acc_kib[int(genes[1])], pe_rows=p, pe_cols=p)
+        return GemminiConfig(
+            sp_kib=self.sp_kib[int(genes[0])],
+            acc_kib=self.acc_kib[int(genes[1])],
+            pe_rows=p,
+            pe_cols=p,
+        )
 
     def feasible(self, cfg: GemminiConfig) -> bool:
         """Within the SRAM budget (and the area budget, if any)."""
@@ -261,4 +268,3 @@ def energy_table(cfg: GemminiConfig) -> dict[str, float]:
         "acc_write": float(acc_access_pj(cfg.acc_kib, pe_cols=cfg.pe_cols, write=True)),
         "dram_word": DRAM_PJ_PER_BYTE,
     }
-

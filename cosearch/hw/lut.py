@@ -32,14 +32,27 @@ from cosearch.space import Arch, SearchSpace
 log = logging.getLogger(__name__)
 
 DEFAULT_LUT_DIR = Path(__file__).resolve().parents[2] / "lut"
-LUT_COLUMNS = ("hw", "regime", "op", "M", "K", "N", "cycles", "energy_pJ", "backend",
-               "victory", "tries", "mapper_seconds")
+LUT_COLUMNS = (
+    "hw",
+    "regime",
+    "op",
+    "M",
+    "K",
+    "N",
+    "cycles",
+    "energy_pJ",
+    "backend",
+    "victory",
+    "tries",
+    "mapper_seconds",
+)
 BACKENDS = ("auto", "lut", "analytical")
 KINDS = GEMM_KINDS + NONLINEAR_KINDS
 
 
-def lut_path(lut_dir: str | Path, preset: str, hw: str, regime: str = "optimal",
-             backend: str = "analytical") -> Path:
+def lut_path(
+    lut_dir: str | Path, preset: str, hw: str, regime: str = "optimal", backend: str = "analytical"
+) -> Path:
     """Where the LUT of (preset, hw, regime, backend) lives (see the module docstring)."""
     base = Path(lut_dir) / preset
     if backend == "timeloop":
@@ -140,8 +153,9 @@ class ArchCost:
 
     @property
     def backbone_edp(self) -> float:
-        return self.backbone_energy_pJ * 1e-12 * self.backbone_latency_cycles / (
-            self.clock_ghz * 1e9)
+        return (
+            self.backbone_energy_pJ * 1e-12 * self.backbone_latency_cycles / (self.clock_ghz * 1e9)
+        )
 
 
 class Coster:
@@ -151,9 +165,16 @@ class Coster:
     present - real Timeloop first for regime optimal - else the model). Shapes missing
     from a LUT use the model (warning once, counted in `fallbacks`) unless strict=True."""
 
-    def __init__(self, space: SearchSpace, *, seq_len: int | None = None,
-                 regime: str = "optimal", lut_dir: str | Path | None = None,
-                 backend: str = "auto", strict: bool = False) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        seq_len: int | None = None,
+        regime: str = "optimal",
+        lut_dir: str | Path | None = None,
+        backend: str = "auto",
+        strict: bool = False,
+    ) -> None:
         if regime not in REGIMES:
             raise ValueError(f"unknown regime '{regime}'; known: {', '.join(REGIMES)}")
         if backend not in BACKENDS:
@@ -180,8 +201,9 @@ class Coster:
         if self.backend != "analytical" and hw == get_hw(hw.name):
             cands = [lut_path(self.lut_dir, self.space.name, hw.name, self.regime)]
             if self.regime == "optimal":
-                cands.insert(0, lut_path(self.lut_dir, self.space.name, hw.name,
-                                         backend="timeloop"))
+                cands.insert(
+                    0, lut_path(self.lut_dir, self.space.name, hw.name, backend="timeloop")
+                )
             found = [p for p in cands if p.exists()]
             if found:
                 table = LutTable(found[0])
@@ -199,13 +221,16 @@ class Coster:
     def sources(self) -> dict[str, str]:
         """Which table each config used so far (path, or 'analytical <regime>'), for run
         metadata; plus the number of analytical fallbacks."""
-        out = {hw.name: (str(t.path) if t is not None else f"analytical {self.regime}")
-               for hw, t in self._tables.items()}
+        out = {
+            hw.name: (str(t.path) if t is not None else f"analytical {self.regime}")
+            for hw, t in self._tables.items()
+        }
         out["fallbacks"] = str(self.fallbacks)
         return out
 
-    def gemm_costs(self, shapes: list[tuple[int, int, int]],
-                   hw: GemminiConfig) -> tuple[np.ndarray, np.ndarray]:
+    def gemm_costs(
+        self, shapes: list[tuple[int, int, int]], hw: GemminiConfig
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(cycles, energy_pJ) arrays for GEMM shapes on `hw`."""
         table = self.table_for(hw)
         cyc = np.full(len(shapes), np.nan)
@@ -227,9 +252,14 @@ class Coster:
                     )
                 self.fallbacks += len(missing)
                 if not self._warned:
-                    log.warning("%d GEMM shape(s) missing from %s (e.g. %s): using the "
-                                "analytical model for them (further misses are only counted "
-                                "in Coster.fallbacks)", len(missing), table.path, missing[:3])
+                    log.warning(
+                        "%d GEMM shape(s) missing from %s (e.g. %s): using the "
+                        "analytical model for them (further misses are only counted "
+                        "in Coster.fallbacks)",
+                        len(missing),
+                        table.path,
+                        missing[:3],
+                    )
                     self._warned = True
             arr = np.asarray([shapes[i] for i in np.where(miss)[0]])
             c = gemm_cost(arr[:, 0], arr[:, 1], arr[:, 2], hw, regime=self.regime)
@@ -274,8 +304,10 @@ class Coster:
             "lm_head": np.array([ce[index[("lm_head", d)]] for d in D]),  # (nD, 2)
             "attn_score": ce[index[("attn_score",)]],  # per head
             "attn_context": ce[index[("attn_context",)]],
-            "softmax_el": nl["softmax"], "layernorm_el": nl["layernorm"],
-            "gelu_el": nl["gelu"], "residual_el": nl["residual"],
+            "softmax_el": nl["softmax"],
+            "layernorm_el": nl["layernorm"],
+            "gelu_el": nl["gelu"],
+            "residual_el": nl["residual"],
         }
         self._fast[hw] = t
         return t
@@ -324,10 +356,19 @@ class Coster:
         stacked = np.stack([parts[k] for k in kinds], axis=1)  # (A, kinds, 2)
         out = []
         for r in range(len(archs)):
-            bd = {k: (float(stacked[r, j, 0]), float(stacked[r, j, 1]))
-                  for j, k in enumerate(kinds)}
-            out.append(ArchCost(float(total[r, 0]), float(total[r, 1]), float(backbone[r, 0]),
-                                float(backbone[r, 1]), bd, cfg.clock_ghz))
+            bd = {
+                k: (float(stacked[r, j, 0]), float(stacked[r, j, 1])) for j, k in enumerate(kinds)
+            }
+            out.append(
+                ArchCost(
+                    float(total[r, 0]),
+                    float(total[r, 1]),
+                    float(backbone[r, 0]),
+                    float(backbone[r, 1]),
+                    bd,
+                    cfg.clock_ghz,
+                )
+            )
         return out
 
     def _cost_slow(self, arch: Arch, cfg: GemminiConfig) -> ArchCost:
@@ -349,8 +390,9 @@ class Coster:
         tc = sum(v[0] for v in bd.values())
         te = sum(v[1] for v in bd.values())
         lm = bd.get("lm_head", [0.0, 0.0])
-        return ArchCost(tc, te, tc - lm[0], te - lm[1],
-                        {k: (v[0], v[1]) for k, v in bd.items()}, cfg.clock_ghz)
+        return ArchCost(
+            tc, te, tc - lm[0], te - lm[1], {k: (v[0], v[1]) for k, v in bd.items()}, cfg.clock_ghz
+        )
 
     def cost(self, arch: Arch, hw: str | GemminiConfig) -> ArchCost:
         """Cost of one arch on one config (cached)."""

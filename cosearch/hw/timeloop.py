@@ -74,64 +74,132 @@ def _arch(cfg: GemminiConfig) -> dict:
     sp_depth = cfg.sp_words // cfg.sp_block
     acc_depth = cfg.acc_words_per_col
     dram_bw = cfg.dram_bytes_per_cycle
-    return {"architecture": {
-        "version": 0.3,
-        "subtree": [{
-            "name": "System",
-            "attributes": {"technology": "40nm", "global_cycle_seconds": 1e-9 / cfg.clock_ghz,
-                           "datawidth": 8},
-            "local": [{
-                "name": "DRAM", "class": "DRAM",
-                "attributes": {"type": "LPDDR4", "width": 512, "block-size": 64,
-                               "word-bits": 8, "datawidth": 8,
-                               "shared_bandwidth": dram_bw},
-            }],
-            "subtree": [{
-                "name": "Chip",
-                "attributes": {"technology": "40nm"},
-                "local": [{
-                    "name": "Scratchpad", "class": "SRAM",
-                    "attributes": {"depth": sp_depth, "width": 8 * cfg.sp_block,
-                                   "word-bits": 8, "block-size": cfg.sp_block,
-                                   "n_banks": 1, "n_rdwr_ports": 1,
-                                   "shared_bandwidth": 2 * C, "technology": "40nm"},
-                }],
-                "subtree": [{
-                    "name": f"PECols[0..{C - 1}]",
-                    "local": [{
-                        "name": "Accumulator", "class": "SRAM",
-                        "attributes": {"depth": acc_depth, "width": 32, "word-bits": 32,
-                                       "block-size": 1, "n_banks": 2, "n_rdwr_ports": 2,
-                                       "shared_bandwidth": 2, "technology": "40nm"},
-                    }],
-                    "subtree": [{
-                        "name": f"PERows[0..{R - 1}]",
-                        "local": [
-                            {"name": "Registers", "class": "reg_storage",
-                             "attributes": {"depth": 1, "width": 8, "word-bits": 8,
-                                            "block-size": 1, "technology": "40nm"}},
-                            {"name": "MACC", "class": "intmac",
-                             "attributes": {"datawidth": 8, "technology": "40nm"}},
-                        ],
-                    }],
-                }],
-            }],
-        }],
-    }}
+    return {
+        "architecture": {
+            "version": 0.3,
+            "subtree": [
+                {
+                    "name": "System",
+                    "attributes": {
+                        "technology": "40nm",
+                        "global_cycle_seconds": 1e-9 / cfg.clock_ghz,
+                        "datawidth": 8,
+                    },
+                    "local": [
+                        {
+                            "name": "DRAM",
+                            "class": "DRAM",
+                            "attributes": {
+                                "type": "LPDDR4",
+                                "width": 512,
+                                "block-size": 64,
+                                "word-bits": 8,
+                                "datawidth": 8,
+                                "shared_bandwidth": dram_bw,
+                            },
+                        }
+                    ],
+                    "subtree": [
+                        {
+                            "name": "Chip",
+                            "attributes": {"technology": "40nm"},
+                            "local": [
+                                {
+                                    "name": "Scratchpad",
+                                    "class": "SRAM",
+                                    "attributes": {
+                                        "depth": sp_depth,
+                                        "width": 8 * cfg.sp_block,
+                                        "word-bits": 8,
+                                        "block-size": cfg.sp_block,
+                                        "n_banks": 1,
+                                        "n_rdwr_ports": 1,
+                                        "shared_bandwidth": 2 * C,
+                                        "technology": "40nm",
+                                    },
+                                }
+                            ],
+                            "subtree": [
+                                {
+                                    "name": f"PECols[0..{C - 1}]",
+                                    "local": [
+                                        {
+                                            "name": "Accumulator",
+                                            "class": "SRAM",
+                                            "attributes": {
+                                                "depth": acc_depth,
+                                                "width": 32,
+                                                "word-bits": 32,
+                                                "block-size": 1,
+                                                "n_banks": 2,
+                                                "n_rdwr_ports": 2,
+                                                "shared_bandwidth": 2,
+                                                "technology": "40nm",
+                                            },
+                                        }
+                                    ],
+                                    "subtree": [
+                                        {
+                                            "name": f"PERows[0..{R - 1}]",
+                                            "local": [
+                                                {
+                                                    "name": "Registers",
+                                                    "class": "reg_storage",
+                                                    "attributes": {
+                                                        "depth": 1,
+                                                        "width": 8,
+                                                        "word-bits": 8,
+                                                        "block-size": 1,
+                                                        "technology": "40nm",
+                                                    },
+                                                },
+                                                {
+                                                    "name": "MACC",
+                                                    "class": "intmac",
+                                                    "attributes": {
+                                                        "datawidth": 8,
+                                                        "technology": "40nm",
+                                                    },
+                                                },
+                                            ],
+                                        }
+                                    ],
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+    }
 
 
 def _components() -> dict:
     """`reg_storage`: 8 Aladdin `reg` bits per weight register (GEMMINI_MODEL.md)."""
     bits = "storage[0..width*depth-1]"
-    acts = [{"name": a, "subcomponents": [{"name": bits, "actions": [{"name": a}]}]}
-            for a in ("read", "write", "update")]
-    return {"compound_components": {"version": 0.3, "classes": [{
-        "name": "reg_storage",
-        "attributes": {"technology": "40nm", "latency": "1ns", "width": 8, "depth": 1},
-        "subcomponents": [{"name": bits, "class": "reg",
-                           "attributes": {"technology": "technology", "latency": "latency"}}],
-        "actions": acts,
-    }]}}
+    acts = [
+        {"name": a, "subcomponents": [{"name": bits, "actions": [{"name": a}]}]}
+        for a in ("read", "write", "update")
+    ]
+    return {
+        "compound_components": {
+            "version": 0.3,
+            "classes": [
+                {
+                    "name": "reg_storage",
+                    "attributes": {"technology": "40nm", "latency": "1ns", "width": 8, "depth": 1},
+                    "subcomponents": [
+                        {
+                            "name": bits,
+                            "class": "reg",
+                            "attributes": {"technology": "technology", "latency": "latency"},
+                        }
+                    ],
+                    "actions": acts,
+                }
+            ],
+        }
+    }
 
 
 def _constraints(cfg: GemminiConfig) -> dict:
@@ -139,65 +207,114 @@ def _constraints(cfg: GemminiConfig) -> dict:
     (P innermost), C spatial over PE rows and K (GEMM N) over PE columns, inputs and
     weights in the scratchpad with no temporal loops of its own, free DRAM loops."""
     R, C = cfg.pe_rows, cfg.pe_cols
-    return {"mapspace_constraints": [
-        {"target": "Registers", "type": "bypass", "keep": ["Weights"],
-         "bypass": ["Inputs", "Outputs"]},
-        {"target": "Accumulator", "type": "bypass", "keep": ["Outputs"],
-         "bypass": ["Weights", "Inputs"]},
-        {"target": "Scratchpad", "type": "bypass", "keep": ["Inputs", "Weights"],
-         "bypass": ["Outputs"]},
-        {"target": "DRAM", "type": "bypass", "keep": ["Weights", "Inputs", "Outputs"],
-         "bypass": []},
-        {"target": "Registers", "type": "temporal", "factors": "R=1 S=1 C=1 K=1 N=1 Q=1 P=1",
-         "permutation": "PQRSCKN"},
-        {"target": "Accumulator", "type": "spatial",
-         "factors": f"R=1 S=1 P=1 Q=1 C<={R} K=1 N=1", "permutation": "QKC"},
-        {"target": "Accumulator", "type": "temporal", "permutation": "PQNCRSK"},
-        {"target": "Scratchpad", "type": "spatial",
-         "factors": f"R=1 S=1 P=1 Q=1 N=1 C=1 K<={C}"},
-        {"target": "Scratchpad", "type": "temporal", "factors": "R=1 S=1 P=1 Q=1 C=1 K=1 N=1"},
-        {"target": "DRAM", "type": "temporal"},
-    ]}
+    return {
+        "mapspace_constraints": [
+            {
+                "target": "Registers",
+                "type": "bypass",
+                "keep": ["Weights"],
+                "bypass": ["Inputs", "Outputs"],
+            },
+            {
+                "target": "Accumulator",
+                "type": "bypass",
+                "keep": ["Outputs"],
+                "bypass": ["Weights", "Inputs"],
+            },
+            {
+                "target": "Scratchpad",
+                "type": "bypass",
+                "keep": ["Inputs", "Weights"],
+                "bypass": ["Outputs"],
+            },
+            {
+                "target": "DRAM",
+                "type": "bypass",
+                "keep": ["Weights", "Inputs", "Outputs"],
+                "bypass": [],
+            },
+            {
+                "target": "Registers",
+                "type": "temporal",
+                "factors": "R=1 S=1 C=1 K=1 N=1 Q=1 P=1",
+                "permutation": "PQRSCKN",
+            },
+            {
+                "target": "Accumulator",
+                "type": "spatial",
+                "factors": f"R=1 S=1 P=1 Q=1 C<={R} K=1 N=1",
+                "permutation": "QKC",
+            },
+            {"target": "Accumulator", "type": "temporal", "permutation": "PQNCRSK"},
+            {
+                "target": "Scratchpad",
+                "type": "spatial",
+                "factors": f"R=1 S=1 P=1 Q=1 N=1 C=1 K<={C}",
+            },
+            {"target": "Scratchpad", "type": "temporal", "factors": "R=1 S=1 P=1 Q=1 C=1 K=1 N=1"},
+            {"target": "DRAM", "type": "temporal"},
+        ]
+    }
 
 
 def _problem(M: int, K: int, N: int) -> dict:
     """GEMM (M x K) @ (K x N) as a 1x1 convolution: P=M, C=K, K=N."""
-    return {"problem": {
-        "shape": {
-            "name": "CNN-Layer",
-            "dimensions": ["R", "S", "P", "Q", "C", "K", "N"],
-            "coefficients": [{"name": "Wstride", "default": 1}, {"name": "Hstride", "default": 1},
-                             {"name": "Wdilation", "default": 1},
-                             {"name": "Hdilation", "default": 1}],
-            "data-spaces": [
-                {"name": "Weights", "projection": [[["C"]], [["K"]], [["R"]], [["S"]]]},
-                {"name": "Inputs", "projection": [
-                    [["N"]], [["C"]],
-                    [["R", "Wdilation"], ["P", "Wstride"]],
-                    [["S", "Hdilation"], ["Q", "Hstride"]]]},
-                {"name": "Outputs", "projection": [[["N"]], [["K"]], [["Q"]], [["P"]]],
-                 "read-write": True},
-            ],
-        },
-        "instance": {"R": 1, "S": 1, "P": int(M), "Q": 1, "C": int(K), "K": int(N), "N": 1},
-    }}
+    return {
+        "problem": {
+            "shape": {
+                "name": "CNN-Layer",
+                "dimensions": ["R", "S", "P", "Q", "C", "K", "N"],
+                "coefficients": [
+                    {"name": "Wstride", "default": 1},
+                    {"name": "Hstride", "default": 1},
+                    {"name": "Wdilation", "default": 1},
+                    {"name": "Hdilation", "default": 1},
+                ],
+                "data-spaces": [
+                    {"name": "Weights", "projection": [[["C"]], [["K"]], [["R"]], [["S"]]]},
+                    {
+                        "name": "Inputs",
+                        "projection": [
+                            [["N"]],
+                            [["C"]],
+                            [["R", "Wdilation"], ["P", "Wstride"]],
+                            [["S", "Hdilation"], ["Q", "Hstride"]],
+                        ],
+                    },
+                    {
+                        "name": "Outputs",
+                        "projection": [[["N"]], [["K"]], [["Q"]], [["P"]]],
+                        "read-write": True,
+                    },
+                ],
+            },
+            "instance": {"R": 1, "S": 1, "P": int(M), "Q": 1, "C": int(K), "K": int(N), "N": 1},
+        }
+    }
 
 
 def _mapper(s: MapperSettings, victory: int | None = None) -> dict:
-    return {"mapper": {
-        "algorithm": s.algorithm,
-        "optimization-metrics": list(s.optimization_metrics),
-        "num-threads": s.num_threads,
-        "timeout": s.timeout,
-        "victory-condition": s.victory_condition if victory is None else victory,
-        "max-permutations-per-if-visit": s.max_permutations_per_if_visit,
-        "live-status": False,
-    }}
+    return {
+        "mapper": {
+            "algorithm": s.algorithm,
+            "optimization-metrics": list(s.optimization_metrics),
+            "num-threads": s.num_threads,
+            "timeout": s.timeout,
+            "victory-condition": s.victory_condition if victory is None else victory,
+            "max-permutations-per-if-visit": s.max_permutations_per_if_visit,
+            "live-status": False,
+        }
+    }
 
 
-def build_spec(cfg: GemminiConfig, M: int, K: int, N: int,
-               settings: MapperSettings = MapperSettings(),
-               victory: int | None = None) -> dict[str, dict]:
+def build_spec(
+    cfg: GemminiConfig,
+    M: int,
+    K: int,
+    N: int,
+    settings: MapperSettings = MapperSettings(),
+    victory: int | None = None,
+) -> dict[str, dict]:
     """The input files of one mapper run: file name -> YAML document."""
     return {
         "arch.yaml": _arch(cfg),
@@ -262,8 +379,13 @@ def run_accelergy(cfg: GemminiConfig, workdir: str | Path) -> Path:
         return workdir
     spec = build_spec(cfg, 1, 1, 1)
     files = write_spec({k: spec[k] for k in ("arch.yaml", "components.yaml")}, workdir)
-    subprocess.run([ACCELERGY_BIN, *map(str, files), "-o", str(workdir)], check=True,
-                   capture_output=True, text=True, cwd=workdir)
+    subprocess.run(
+        [ACCELERGY_BIN, *map(str, files), "-o", str(workdir)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+    )
     return workdir
 
 
@@ -272,12 +394,12 @@ def run_mapper(workdir: str | Path, settings: MapperSettings = MapperSettings())
     timeout so the mapper reports its best mapping. Returns the wall seconds."""
     require_tools()
     workdir = Path(workdir)
-    files = ["arch.yaml", "constraints.yaml", "problem.yaml", "mapper.yaml", "ERT.yaml",
-             "ART.yaml"]
+    files = ["arch.yaml", "constraints.yaml", "problem.yaml", "mapper.yaml", "ERT.yaml", "ART.yaml"]
     t0 = time.time()
     with (workdir / "mapper.log").open("w") as logf:
-        p = subprocess.Popen([MAPPER_BIN, *files], cwd=workdir, stdout=logf,
-                             stderr=subprocess.STDOUT)
+        p = subprocess.Popen(
+            [MAPPER_BIN, *files], cwd=workdir, stdout=logf, stderr=subprocess.STDOUT
+        )
         try:
             p.wait(timeout=settings.wall_timeout_s)
         except subprocess.TimeoutExpired:
@@ -320,8 +442,13 @@ def parse_stats(text: str) -> TimeloopResult:
         fj[mm.group(1)] = float(mm.group(2))
     if "Total" not in fj:
         raise ValueError("no 'Total' fJ/Compute line in timeloop output")
-    return TimeloopResult(cycles=cycles, energy_pJ=fj["Total"] * computes / 1000.0,
-                          utilization=util, computes=computes, fj_per_compute=fj)
+    return TimeloopResult(
+        cycles=cycles,
+        energy_pJ=fj["Total"] * computes / 1000.0,
+        utilization=util,
+        computes=computes,
+        fj_per_compute=fj,
+    )
 
 
 def parse_map(text: str) -> dict[str, list[tuple[str, int, bool]]]:
@@ -348,16 +475,24 @@ def parse_output_dir(workdir: str | Path) -> TimeloopResult:
 
 
 # ---- one GEMM, with convergence check ---------------------------------------------------
-def looks_unconverged(res: TimeloopResult, ideal_cycles: float, model_energy: float,
-                      s: MapperSettings) -> bool:
+def looks_unconverged(
+    res: TimeloopResult, ideal_cycles: float, model_energy: float, s: MapperSettings
+) -> bool:
     """Cycles above the array's ideal (the analytical model's exact optimum), or energy far
     above the analytical optimum: the random-pruned search stopped early."""
-    return (res.cycles > ideal_cycles * (1 + s.tolerance)
-            or res.energy_pJ > model_energy * (1 + s.energy_tolerance))
+    return res.cycles > ideal_cycles * (1 + s.tolerance) or res.energy_pJ > model_energy * (
+        1 + s.energy_tolerance
+    )
 
 
-def cost_gemm(cfg: GemminiConfig, M: int, K: int, N: int, workroot: str | Path,
-              settings: MapperSettings = MapperSettings()) -> TimeloopResult:
+def cost_gemm(
+    cfg: GemminiConfig,
+    M: int,
+    K: int,
+    N: int,
+    workroot: str | Path,
+    settings: MapperSettings = MapperSettings(),
+) -> TimeloopResult:
     """Timeloop cost of one GEMM on `cfg`; re-run harder if unconverged, keep the best."""
     from cosearch.hw.cost_model import Calibration, gemm_cost
 
@@ -375,11 +510,19 @@ def cost_gemm(cfg: GemminiConfig, M: int, K: int, N: int, workroot: str | Path,
         res = replace(parse_output_dir(wd), victory=victory)
         if best is None or (res.cycles, res.energy_pJ) < (best.cycles, best.energy_pJ):
             best = res
-        if not looks_unconverged(best, float(ref["cycles"][0]), float(ref["energy_pJ"][0]),
-                                 settings):
+        if not looks_unconverged(
+            best, float(ref["cycles"][0]), float(ref["energy_pJ"][0]), settings
+        ):
             break
-        log.info("%s %dx%dx%d looks unconverged at victory %d; re-running at %d", cfg.name,
-                 M, K, N, victory, settings.harder_victory)
+        log.info(
+            "%s %dx%dx%d looks unconverged at victory %d; re-running at %d",
+            cfg.name,
+            M,
+            K,
+            N,
+            victory,
+            settings.harder_victory,
+        )
         victory = settings.harder_victory
     assert best is not None
     return replace(best, tries=attempt + 1, mapper_seconds=total_s)
