@@ -86,14 +86,21 @@ def model_summaries(records: list[dict], fit_min_len: int = 1024) -> list[dict]:
         ok = [r for r in rs if r["status"] == "ok"]
         fails = [r for r in rs if r["status"] != "ok"]
         longest = max((r["seq_len"] for r in ok), default=None)
-        first_fail = next((r for r in fails if longest is None or r["seq_len"] > longest),
-                          fails[0] if fails else None)
+        first_fail = next(
+            (r for r in fails if longest is None or r["seq_len"] > longest),
+            fails[0] if fails else None,
+        )
         big = [r for r in ok if r["seq_len"] >= fit_min_len]
         at = {r["seq_len"]: r for r in ok}
         row = {
-            "label": label, "arch_id": arch_id, "attention": att, "batch": batch,
-            "logits": logits, "params": next((r["params"] for r in rs if r.get("params")), None),
-            "longest_ok": longest, "class": classify(longest),
+            "label": label,
+            "arch_id": arch_id,
+            "attention": att,
+            "batch": batch,
+            "logits": logits,
+            "params": next((r["params"] for r in rs if r.get("params")), None),
+            "longest_ok": longest,
+            "class": classify(longest),
             "first_fail": None if first_fail is None else first_fail["seq_len"],
             "first_fail_status": None if first_fail is None else first_fail["status"],
             "first_fail_reason": None if first_fail is None else first_fail["reason"],
@@ -101,12 +108,18 @@ def model_summaries(records: list[dict], fit_min_len: int = 1024) -> list[dict]:
             "tokens_per_s_per_M_512": at.get(512, {}).get("tokens_per_s_per_M"),
             "peak_tokens_per_s": max((r["tokens_per_s"] for r in ok), default=None),
             "time_exp_all": fit_exponent([r["seq_len"] for r in ok], [r["median_s"] for r in ok]),
-            "time_exp_long": fit_exponent([r["seq_len"] for r in big],
-                                          [r["median_s"] for r in big]),
-            "mem_exp_long": fit_exponent([r["seq_len"] for r in big],
-                                         [activation_mb(r) for r in big]),
-            "xla_temp_exp_long": fit_exponent([r["seq_len"] for r in big],
-                                              [r.get("xla_temp_mb") for r in big]),
+            "time_exp_last": fit_exponent(
+                [r["seq_len"] for r in ok[-2:]], [r["median_s"] for r in ok[-2:]]
+            ),
+            "time_exp_long": fit_exponent(
+                [r["seq_len"] for r in big], [r["median_s"] for r in big]
+            ),
+            "mem_exp_long": fit_exponent(
+                [r["seq_len"] for r in big], [activation_mb(r) for r in big]
+            ),
+            "xla_temp_exp_long": fit_exponent(
+                [r["seq_len"] for r in big], [r.get("xla_temp_mb") for r in big]
+            ),
             "mem_at": {r["seq_len"]: r.get("peak_rss_mb") for r in ok},
             "predicted_oom_len": _predicted_oom(ok, rs),
         }
@@ -166,22 +179,38 @@ def plot_all(out: Path, records: list[dict], modelled: list[dict]) -> list[Path]
         groups[(r["label"], r["attention"])].append(r)
     limit = next((r.get("mem_limit_gb") for r in records if r.get("mem_limit_gb")), None)
     paths = []
-    for name, field, ylabel in (("tokens_per_s", "tokens_per_s", "tokens/s (batch 1)"),
-                                ("peak_memory", "peak_rss_mb", "peak memory (MiB)")):
+    for name, field, ylabel in (
+        ("tokens_per_s", "tokens_per_s", "tokens/s (batch 1)"),
+        ("peak_memory", "peak_rss_mb", "peak memory (MiB)"),
+    ):
         fig, ax = plt.subplots(figsize=(7, 4.5))
         plotted = False
         for (label, att), rs in sorted(groups.items()):
             rs = sorted(rs, key=lambda r: r["seq_len"])
             ok = [r for r in rs if r["status"] == "ok"]
-            key = "peak_device_mb" if field == "peak_rss_mb" and ok and ok[0].get(
-                "peak_device_mb") else field
-            ax.plot([r["seq_len"] for r in ok], [r[key] for r in ok], ls[att], marker="o",
-                    color=colors[label], label=f"{label} {att}")
+            key = (
+                "peak_device_mb"
+                if field == "peak_rss_mb" and ok and ok[0].get("peak_device_mb")
+                else field
+            )
+            ax.plot(
+                [r["seq_len"] for r in ok],
+                [r[key] for r in ok],
+                ls[att],
+                marker="o",
+                color=colors[label],
+                label=f"{label} {att}",
+            )
             plotted = plotted or bool(ok)
             bad = [r for r in rs if r["status"] in ("oom", "timeout", "error")]
             if bad and ok:
-                ax.plot([r["seq_len"] for r in bad], [ok[-1][key]] * len(bad), "x",
-                        color=colors[label], markersize=10)
+                ax.plot(
+                    [r["seq_len"] for r in bad],
+                    [ok[-1][key]] * len(bad),
+                    "x",
+                    color=colors[label],
+                    markersize=10,
+                )
         if field == "peak_rss_mb" and limit:
             ax.axhline(limit * 1024, color="k", lw=0.8, ls=":", label=f"limit {limit} GiB")
         if plotted:  # nothing worked: log axes would have no range
@@ -200,8 +229,13 @@ def plot_all(out: Path, records: list[dict], modelled: list[dict]) -> list[Path]
     fig, ax = plt.subplots(figsize=(6, 4))
     for att, d in success_rates(records).items():
         Ls = sorted(d)
-        ax.plot(Ls, [100 * d[L][0] / d[L][1] for L in Ls], ls[att], marker="o",
-                label=f"ours, {att} attention")
+        ax.plot(
+            Ls,
+            [100 * d[L][0] / d[L][1] for L in Ls],
+            ls[att],
+            marker="o",
+            label=f"ours, {att} attention",
+        )
     sx = [L for L, v in STUDY_SUCCESS.items() if v is not None]
     ax.plot(sx, [100 * STUDY_SUCCESS[L] for L in sx], "ks", label="seed study (118 HF models)")
     ax.set_xscale("log", base=2)
@@ -219,11 +253,14 @@ def plot_all(out: Path, records: list[dict], modelled: list[dict]) -> list[Path]
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
         hws = sorted({r["hw"] for r in modelled})
         hw_ls = {hw: s for hw, s in zip(hws, ("-", "--", ":", "-."))}
-        mcolors = {lab: f"C{i % 10}" for i, lab in enumerate(sorted({r["label"]
-                                                                      for r in modelled}))}
-        for (label, hw) in sorted({(r["label"], r["hw"]) for r in modelled}):
-            rs = sorted((r for r in modelled if r["label"] == label and r["hw"] == hw),
-                        key=lambda r: r["seq_len"])
+        mcolors = {
+            lab: f"C{i % 10}" for i, lab in enumerate(sorted({r["label"] for r in modelled}))
+        }
+        for label, hw in sorted({(r["label"], r["hw"]) for r in modelled}):
+            rs = sorted(
+                (r for r in modelled if r["label"] == label and r["hw"] == hw),
+                key=lambda r: r["seq_len"],
+            )
             x = [r["seq_len"] for r in rs]
             kw = {"color": mcolors[label], "ls": hw_ls.get(hw, "-"), "marker": "."}
             a1.plot(x, [r["latency_ms"] for r in rs], label=f"{label} {hw}", **kw)
@@ -269,74 +306,116 @@ def markdown(records: list[dict], run: dict, modelled: list[dict]) -> str:
         "",
     ]
     sr = success_rates(records)
-    Ls = sorted({r["seq_len"] for r in records})
+    Ls = sorted({r["seq_len"] for r in records} | set(opts.get("seq") or ()))
     atts = list(sr)
-    lines.append("| length | " + " | ".join(f"{a} attention" for a in atts) + " | seed study |")
-    lines.append("|---:|" + "---:|" * (len(atts) + 1))
+    n_models = len(run.get("models") or ()) or None
+    lines += [
+        "Worked / cases recorded (skipped = not run: a shorter length failed, or the time "
+        "extrapolated from shorter lengths passes the timeout; they count as failures, as "
+        "in the study). 'not run' = planned but no record (an unfinished sweep).",
+        "",
+        "| length | " + " | ".join(f"{a} attention" for a in atts) + " | seed study |",
+        "|---:|" + "---:|" * (len(atts) + 1),
+    ]
     for L in Ls:
         cells = []
         for a in atts:
             n_ok, n = sr[a].get(L, (0, 0))
-            cells.append(f"{100 * n_ok / n:.0f}% ({n_ok}/{n})" if n else "-")
+            n_skip = sum(
+                r["attention"] == a and r["seq_len"] == L and r["status"] == "skipped"
+                for r in records
+            )
+            cell = f"{100 * n_ok / n:.0f}% ({n_ok}/{n})" if n else "-"
+            if n_skip:
+                cell += f", {n_skip} skipped"
+            if n_models and n < n_models:
+                cell += f", {n_models - n} not run"
+            cells.append(cell)
         st = STUDY_SUCCESS.get(L)
-        lines.append(f"| {L} | " + " | ".join(cells) + f" | {_f(st and 100 * st, '.1f')}"
-                     f"{'%' if st is not None else ''} |")
+        lines.append(
+            f"| {L} | " + " | ".join(cells) + f" | {_f(st and 100 * st, '.1f')}"
+            f"{'%' if st is not None else ''} |"
+        )
     summ = model_summaries(records)
-    lines += ["", "## Models: class, wall and scaling", "",
-              "Class from the longest working length (High >= 1024, Medium 512-1023, Low "
-              "128-511, Very low < 128). Exponents: slope of log-log fits over working lengths "
-              ">= 1024 (time: all lengths too); memory = peak RSS minus the loaded model; "
-              "XLA temp = the compiled program's planned scratch memory. Predicted OOM: where "
-              "the memory fit reaches the limit.", "",
-              "| model | arch | params (M) | attention | longest ok | class | first failure | "
-              "tok/s @512 | tok/s/M @512 | time exp (all / >=1024) | memory exp | XLA temp exp "
-              "| predicted OOM length |",
-              "|---|---|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Models: class, wall and scaling",
+        "",
+        "Class from the longest working length (High >= 1024, Medium 512-1023, Low "
+        "128-511, Very low < 128). Exponents: slope of log-log fits over working lengths "
+        ">= 1024 (time: all lengths and the last two too); memory = peak RSS minus the "
+        "loaded model; "
+        "XLA temp = the compiled program's planned scratch memory. Predicted OOM: where "
+        "the memory fit reaches the limit.",
+        "",
+        "| model | arch | params (M) | attention | longest ok | class | first failure | "
+        "tok/s @512 | tok/s/M @512 | time exp (all / >=1024 / last two) | memory exp | "
+        "XLA temp exp "
+        "| predicted OOM length |",
+        "|---|---|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for s in summ:
-        ff = (f"{s['first_fail']} ({s['first_fail_status']})" if s["first_fail"] else "none")
+        ff = f"{s['first_fail']} ({s['first_fail_status']})" if s["first_fail"] else "none"
         lines.append(
             f"| {s['label']} | `{s['arch_id']}` | {_f(s['params'] and s['params'] / 1e6)} | "
             f"{s['attention']} | {_f(s['longest_ok'], 'd')} | {s['class']} | {ff} | "
             f"{_f(s['tokens_per_s_512'], '.0f')} | {_f(s['tokens_per_s_per_M_512'], '.0f')} | "
-            f"{_f(s['time_exp_all'], '.2f')} / {_f(s['time_exp_long'], '.2f')} | "
+            f"{_f(s['time_exp_all'], '.2f')} / {_f(s['time_exp_long'], '.2f')} / "
+            f"{_f(s['time_exp_last'], '.2f')} | "
             f"{_f(s['mem_exp_long'], '.2f')} | {_f(s['xla_temp_exp_long'], '.2f')} | "
-            f"{_f(s['predicted_oom_len'], '.0f')} |")
+            f"{_f(s['predicted_oom_len'], '.0f')} |"
+        )
     fails = [s for s in summ if s["first_fail_reason"]]
     if fails:
         lines += ["", "First failure reasons:", ""]
-        lines += [f"- {s['label']} {s['attention']} at {s['first_fail']}: "
-                  f"{s['first_fail_reason']}" for s in fails]
-    lines += ["", "## Every case", "",
-              "| model | attention | length | status | median ms (IQR) | tokens/s | tok/s/M | "
-              "peak RSS MiB | forward MiB | XLA temp MiB | load s | compile s |",
-              "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"- {s['label']} {s['attention']} at {s['first_fail']}: {s['first_fail_reason']}"
+            for s in fails
+        ]
+    lines += [
+        "",
+        "## Every case",
+        "",
+        "| model | attention | length | status | median ms (IQR) | tokens/s | tok/s/M | "
+        "peak RSS MiB | forward MiB | XLA temp MiB | load s | compile s |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in sorted(records, key=lambda r: (r["label"], r["attention"], r["seq_len"])):
         ok = r["status"] == "ok"
-        med = (f"{1e3 * r['median_s']:.1f} ({1e3 * r['iqr_s']:.1f})" if ok else "-")
+        med = f"{1e3 * r['median_s']:.1f} ({1e3 * r['iqr_s']:.1f})" if ok else "-"
         lines.append(
             f"| {r['label']} | {r['attention']} | {r['seq_len']} | {r['status']} | {med} | "
             f"{_f(r.get('tokens_per_s') if ok else None, '.0f')} | "
             f"{_f(r.get('tokens_per_s_per_M') if ok else None, '.0f')} | "
             f"{_f(r.get('peak_rss_mb') if ok else r.get('watchdog_max_rss_mb'), '.0f')} | "
             f"{_f(activation_mb(r) if ok else None, '.0f')} | {_f(r.get('xla_temp_mb'), '.0f')} | "
-            f"{_f(r.get('load_s'), '.2f')} | {_f(r.get('compile_s'), '.2f')} |")
+            f"{_f(r.get('load_s'), '.2f')} | {_f(r.get('compile_s'), '.2f')} |"
+        )
     if modelled:
-        lines += ["", "## Modelled view on Gemmini (cost model; end to end incl. a dense LM "
-                  "head)", "",
-                  "| model | hw | length | backend | latency ms | energy mJ | EDP J*s | "
-                  "attention share (latency / energy) | LM head share |",
-                  "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## Modelled view on Gemmini (cost model; end to end incl. a dense LM head)",
+            "",
+            "| model | hw | length | backend | latency ms | energy mJ | EDP J*s | "
+            "attention share (latency / energy) | LM head share |",
+            "|---|---|---:|---|---:|---:|---:|---:|---:|",
+        ]
         for r in sorted(modelled, key=lambda r: (r["label"], r["hw"], r["seq_len"])):
             lines.append(
                 f"| {r['label']} | {r['hw']} | {r['seq_len']} | {r['backend']} | "
                 f"{r['latency_ms']:.3g} | {r['energy_mJ']:.3g} | {r['edp_Js']:.3g} | "
                 f"{100 * r['attn_latency_share']:.1f}% / {100 * r['attn_energy_share']:.1f}% | "
-                f"{100 * r['lm_head_latency_share']:.1f}% |")
+                f"{100 * r['lm_head_latency_share']:.1f}% |"
+            )
         exps = []
-        for (label, hw) in sorted({(r["label"], r["hw"]) for r in modelled}):
-            rs = [r for r in modelled if r["label"] == label and r["hw"] == hw
-                  and r["seq_len"] >= 1024]
-            exps.append(f"{label} on {hw}: {_f(fit_exponent([r['seq_len'] for r in rs], [r['latency_ms'] for r in rs]), '.2f')}")  # noqa: E501
+        for label, hw in sorted({(r["label"], r["hw"]) for r in modelled}):
+            rs = [
+                r
+                for r in modelled
+                if r["label"] == label and r["hw"] == hw and r["seq_len"] >= 1024
+            ]
+            e = fit_exponent([r["seq_len"] for r in rs], [r["latency_ms"] for r in rs])
+            exps.append(f"{label} on {hw}: {_f(e, '.2f')}")
         lines += ["", "Modelled latency exponent over lengths >= 1024: " + "; ".join(exps)]
     return "\n".join(lines) + "\n"
 
