@@ -206,7 +206,12 @@ def plot_all(out: Path, records: list[dict], modelled: list[dict]) -> list[Path]
             if bad and ok:
                 ax.plot(
                     [r["seq_len"] for r in bad],
-                    [ok[-1][key]] * len(bad),
+                    [
+                        limit * 1024
+                        if field == "peak_rss_mb" and limit and r["status"] == "oom"
+                        else ok[-1][key]
+                        for r in bad
+                    ],
                     "x",
                     color=colors[label],
                     markersize=10,
@@ -218,7 +223,7 @@ def plot_all(out: Path, records: list[dict], modelled: list[dict]) -> list[Path]
             ax.set_yscale("log")
         ax.set_xlabel("sequence length (tokens)")
         ax.set_ylabel(ylabel)
-        ax.set_title(f"{ylabel} vs length (x: first failure)")
+        ax.set_title(f"{ylabel} vs length (x: failure; OOM drawn at the limit)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
