@@ -30,34 +30,75 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         group._group_actions[:] = [a for a in group._group_actions if a.dest not in unused]
     for opt in ("--preset", "--data-dir", "--set"):
         p._option_string_actions.pop(opt, None)
-    p.add_argument("--checkpoint", required=True, help="supernet run directory (from "
-                   "`python -m cosearch.train_supernet`)")
-    p.add_argument("--archs", default="largest,smallest", help="comma list of largest, "
-                   "smallest, random:N, pareto:FILE (a search run's pareto.json), a JSON file "
-                   "or an inline JSON arch (default: largest,smallest)")
-    p.add_argument("--pareto-max", type=int, default=3, help="at most this many archs from "
-                   "each pareto:FILE, evenly spaced along the front (default 3)")
-    p.add_argument("--seq", default="128,256,512,1024,2048,4096,8192",
-                   help="sequence lengths, comma list of positive integers")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="supernet run directory (from `python -m cosearch.train_supernet`)",
+    )
+    p.add_argument(
+        "--archs",
+        default="largest,smallest",
+        help="comma list of largest, "
+        "smallest, random:N, pareto:FILE (a search run's pareto.json), a JSON file "
+        "or an inline JSON arch (default: largest,smallest)",
+    )
+    p.add_argument(
+        "--pareto-max",
+        type=int,
+        default=3,
+        help="at most this many archs from "
+        "each pareto:FILE, evenly spaced along the front (default 3)",
+    )
+    p.add_argument(
+        "--seq",
+        default="128,256,512,1024,2048,4096,8192",
+        help="sequence lengths, comma list of positive integers",
+    )
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1, as the study)")
-    p.add_argument("--attention", default="dense,chunked", help="dense (materialises the "
-                   "L x L scores), chunked (256 queries at a time), or both")
-    p.add_argument("--mem-limit-gb", type=float, default=4.0, help="memory limit per case in "
-                   "GiB (host RSS watchdog; on GPU also the device peak); 0 = none (default 4)")
-    p.add_argument("--timeout-s", type=float, default=120.0, help="wall-clock limit per case, "
-                   "load and compile included (default 120)")
+    p.add_argument(
+        "--attention",
+        default="dense,chunked",
+        help="dense (materialises the L x L scores), chunked (256 queries at a time), or both",
+    )
+    p.add_argument(
+        "--mem-limit-gb",
+        type=float,
+        default=4.0,
+        help="memory limit per case in "
+        "GiB (host RSS watchdog; on GPU also the device peak); 0 = none (default 4)",
+    )
+    p.add_argument(
+        "--timeout-s",
+        type=float,
+        default=120.0,
+        help="wall-clock limit per case, load and compile included (default 120)",
+    )
     p.add_argument("--runs", type=int, default=5, help="timed runs per case, >= 5 (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (default 1)")
-    p.add_argument("--logits", default="all", choices=["all", "last"], help="log-probs at "
-                   "every position (the study's forward, default) or the last one only")
-    p.add_argument("--hw", default="gemmini-64k-256k,gemmini-256k-64k", help="Gemmini "
-                   "configs of the modelled view (comma list)")
-    p.add_argument("--no-skip-after-fail", action="store_true", help="also run lengths "
-                   "longer than one that ran out of memory or time, or whose time extrapolated "
-                   "from the shorter ones exceeds --timeout-s (default: record them as "
-                   "skipped, with the reason)")
-    p.add_argument("--retry-failed", action="store_true", help="on resume, rerun failed "
-                   "cases too (default: only unfinished ones)")
+    p.add_argument(
+        "--logits",
+        default="all",
+        choices=["all", "last"],
+        help="log-probs at every position (the study's forward, default) or the last one only",
+    )
+    p.add_argument(
+        "--hw",
+        default="gemmini-64k-256k,gemmini-256k-64k",
+        help="Gemmini configs of the modelled view (comma list)",
+    )
+    p.add_argument(
+        "--no-skip-after-fail",
+        action="store_true",
+        help="also run lengths "
+        "longer than one that ran out of memory or time, or whose time extrapolated "
+        "from the shorter ones exceeds --timeout-s (default: record them as "
+        "skipped, with the reason)",
+    )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="on resume, rerun failed cases too (default: only unfinished ones)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of random:N and the input tokens")
     p.add_argument("--out", required=True, help="results directory (resumed if it exists)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
@@ -72,11 +113,19 @@ def _main(argv: list[str] | None = None) -> dict:
     from cosearch.wall.sweep import SweepOptions, parse_attention, parse_seq, run
 
     opts = SweepOptions(
-        archs=args.archs, seq=parse_seq(args.seq), attention=parse_attention(args.attention),
-        batch=args.batch, mem_limit_gb=args.mem_limit_gb or None, timeout_s=args.timeout_s,
-        runs=args.runs, warmup=args.warmup, logits=args.logits,
-        skip_after_fail=not args.no_skip_after_fail, retry_failed=args.retry_failed,
-        pareto_max=args.pareto_max, seed=args.seed,
+        archs=args.archs,
+        seq=parse_seq(args.seq),
+        attention=parse_attention(args.attention),
+        batch=args.batch,
+        mem_limit_gb=args.mem_limit_gb or None,
+        timeout_s=args.timeout_s,
+        runs=args.runs,
+        warmup=args.warmup,
+        logits=args.logits,
+        skip_after_fail=not args.no_skip_after_fail,
+        retry_failed=args.retry_failed,
+        pareto_max=args.pareto_max,
+        seed=args.seed,
         hw=tuple(h.strip() for h in args.hw.split(",") if h.strip()),
     )
     progress = None
@@ -90,9 +139,11 @@ def _main(argv: list[str] | None = None) -> dict:
                 yield m, case
 
     s = run(args.checkpoint, args.out, opts, progress=progress)
-    print(f"{s['cases']} cases: {s['run']} run, {s['resumed']} already done; ok {s['ok']}, "
-          f"oom {s['oom']}, timeout {s['timeout']}, error {s['error']}, skipped "
-          f"{s['skipped']}; {s['elapsed_s']:.0f} s. Tables: {s.get('report')}")
+    print(
+        f"{s['cases']} cases: {s['run']} run, {s['resumed']} already done; ok {s['ok']}, "
+        f"oom {s['oom']}, timeout {s['timeout']}, error {s['error']}, skipped "
+        f"{s['skipped']}; {s['elapsed_s']:.0f} s. Tables: {s.get('report')}"
+    )
     return s
 
 

@@ -52,10 +52,21 @@ def test_model_outputs_same_with_dense_and_chunked_beyond_chunk():
 
 
 # ----- classes, fits, summaries -------------------------------------------------------------
-@pytest.mark.parametrize("longest,cls", [
-    (8192, "High"), (1024, "High"), (1023, "Medium"), (512, "Medium"), (511, "Low"),
-    (128, "Low"), (127, "Very low"), (1, "Very low"), (None, "Failed"), (0, "Failed"),
-])
+@pytest.mark.parametrize(
+    "longest,cls",
+    [
+        (8192, "High"),
+        (1024, "High"),
+        (1023, "Medium"),
+        (512, "Medium"),
+        (511, "Low"),
+        (128, "Low"),
+        (127, "Very low"),
+        (1, "Very low"),
+        (None, "Failed"),
+        (0, "Failed"),
+    ],
+)
 def test_class_boundaries_of_the_study(longest, cls):
     assert classify(longest) == cls
 
@@ -68,20 +79,38 @@ def test_fit_exponent_recovers_power_laws():
 
 
 def _rec(label, att, L, status, t=None):
-    r = {"label": label, "arch_id": label, "attention": att, "batch": 1, "logits": "all",
-         "seq_len": L, "status": status, "reason": "" if status == "ok" else status,
-         "params": 2e6, "mem_limit_gb": 4}
+    r = {
+        "label": label,
+        "arch_id": label,
+        "attention": att,
+        "batch": 1,
+        "logits": "all",
+        "seq_len": L,
+        "status": status,
+        "reason": "" if status == "ok" else status,
+        "params": 2e6,
+        "mem_limit_gb": 4,
+    }
     if status == "ok":
-        r.update(median_s=t, tokens_per_s=L / t, tokens_per_s_per_M=L / t / 2,
-                 peak_rss_mb=400.0, rss_loaded_mb=300.0)
+        r.update(
+            median_s=t,
+            tokens_per_s=L / t,
+            tokens_per_s_per_M=L / t / 2,
+            peak_rss_mb=400.0,
+            rss_loaded_mb=300.0,
+        )
     return r
 
 
 def test_summaries_give_classes_walls_and_success_rates():
     recs = [_rec("a", "dense", L, "ok", 1e-6 * L**2) for L in (128, 512, 1024)]
-    recs += [_rec("a", "dense", 2048, "oom"), _rec("b", "dense", 128, "ok", 0.1),
-             _rec("b", "dense", 512, "timeout"), _rec("b", "dense", 1024, "skipped"),
-             _rec("b", "dense", 2048, "skipped")]
+    recs += [
+        _rec("a", "dense", 2048, "oom"),
+        _rec("b", "dense", 128, "ok", 0.1),
+        _rec("b", "dense", 512, "timeout"),
+        _rec("b", "dense", 1024, "skipped"),
+        _rec("b", "dense", 2048, "skipped"),
+    ]
     rows = {r["label"]: r for r in model_summaries(recs)}
     assert rows["a"]["class"] == "High" and rows["a"]["first_fail"] == 2048
     assert rows["a"]["time_exp_all"] == pytest.approx(2.0)
@@ -93,8 +122,10 @@ def test_summaries_give_classes_walls_and_success_rates():
 def test_skip_after_failure_and_predicted_timeout():
     opts = SweepOptions(timeout_s=90, runs=5, warmup=1)
     meta = {"arch_id": "a", "attention": "dense", "batch": 1, "logits": "all", "seq_len": 4096}
-    done = [{**_rec("a", "dense", 1024, "ok", 1.0), "load_s": 1, "compile_s": 1},
-            {**_rec("a", "dense", 2048, "ok", 4.0), "load_s": 1, "compile_s": 1}]
+    done = [
+        {**_rec("a", "dense", 1024, "ok", 1.0), "load_s": 1, "compile_s": 1},
+        {**_rec("a", "dense", 2048, "ok", 4.0), "load_s": 1, "compile_s": 1},
+    ]
     # slope 2 from the last two: 16 s per forward x 6 runs + 2 s = 98 s > 90 s
     assert _skip_reason(meta, done, opts).startswith("predicted 98 s > the 90 s timeout")
     assert _skip_reason({**meta, "seq_len": 3000}, done, opts) is None  # 8.6 s x 6 + 2
@@ -127,8 +158,7 @@ def test_bad_attention_and_archs():
 
 def test_pareto_file_picks_spread_of_the_front(tmp_path):
     space = get_space("tiny")
-    front = [{"arch": space.sample(random.Random(i)).to_dict(), "ppl": 50.0 - i}
-             for i in range(8)]
+    front = [{"arch": space.sample(random.Random(i)).to_dict(), "ppl": 50.0 - i} for i in range(8)]
     path = tmp_path / "pareto.json"
     path.write_text(json.dumps({"front": front}))
     models = pareto_archs(space, path, max_n=3)
@@ -160,8 +190,14 @@ def test_isolated_case_timeout_and_error_are_records(tmp_path, tiny_checkpoint):
 
 def test_sweep_records_failures_continues_and_resumes(tmp_path, tiny_checkpoint):
     out = tmp_path / "walls"
-    base = SweepOptions(archs="smallest", seq=(64, 128), attention=("dense",), runs=5,
-                        timeout_s=60, hw=("gemmini-64k-256k",))
+    base = SweepOptions(
+        archs="smallest",
+        seq=(64, 128),
+        attention=("dense",),
+        runs=5,
+        timeout_s=60,
+        hw=("gemmini-64k-256k",),
+    )
     # 1) an absurd memory limit: the first case is killed as OOM, the next one is skipped
     #    (longer needs more), and the sweep still finishes with its report
     s = run(tiny_checkpoint, out, SweepOptions(**{**base.__dict__, "mem_limit_gb": 0.02}))
@@ -170,8 +206,11 @@ def test_sweep_records_failures_continues_and_resumes(tmp_path, tiny_checkpoint)
     assert "limit" in recs[0]["reason"] and "L=64" in recs[1]["reason"]
     assert (out / "tables.md").is_file() and (out / "success_rate.png").is_file()
     # 2) retry the failures with room to run: both measured for real
-    s = run(tiny_checkpoint, out, SweepOptions(**{**base.__dict__, "mem_limit_gb": 8.0,
-                                                  "retry_failed": True}))
+    s = run(
+        tiny_checkpoint,
+        out,
+        SweepOptions(**{**base.__dict__, "mem_limit_gb": 8.0, "retry_failed": True}),
+    )
     ok = [r for r in read_results(out) if r["status"] == "ok"]
     assert s["run"] == 2 and len(ok) == 2
     for r in ok:

@@ -19,19 +19,37 @@ from cosearch.space import SearchSpace
 
 ATTENTION_KINDS = ("attn_score", "attn_context", "softmax")
 MODELLED_CSV = "modelled.csv"
-COLUMNS = ("label", "arch_id", "seq_len", "hw", "backend", "latency_ms", "energy_mJ", "edp_Js",
-           "backbone_latency_ms", "attn_latency_share", "attn_energy_share",
-           "lm_head_latency_share", "macs")
+COLUMNS = (
+    "label",
+    "arch_id",
+    "seq_len",
+    "hw",
+    "backend",
+    "latency_ms",
+    "energy_mJ",
+    "edp_Js",
+    "backbone_latency_ms",
+    "attn_latency_share",
+    "attn_energy_share",
+    "lm_head_latency_share",
+    "macs",
+)
 
 
-def modelled_rows(space: SearchSpace, models: Sequence, seqs: Iterable[int],
-                  hws: Iterable[str], lut_dir: str | Path | None = None) -> list[dict]:
+def modelled_rows(
+    space: SearchSpace,
+    models: Sequence,
+    seqs: Iterable[int],
+    hws: Iterable[str],
+    lut_dir: str | Path | None = None,
+) -> list[dict]:
     """One row per (model, length, hw). `models`: objects with .label and .arch."""
     rows = []
     for L in seqs:
-        lut, analytical = (Coster(space, seq_len=L, backend="auto", strict=True,
-                                  lut_dir=lut_dir),
-                           Coster(space, seq_len=L, backend="analytical"))
+        lut, analytical = (
+            Coster(space, seq_len=L, backend="auto", strict=True, lut_dir=lut_dir),
+            Coster(space, seq_len=L, backend="analytical"),
+        )
         for hw in hws:
             for m in models:
                 try:
@@ -43,21 +61,34 @@ def modelled_rows(space: SearchSpace, models: Sequence, seqs: Iterable[int],
                 att_c = sum(c.breakdown.get(k, (0.0, 0.0))[0] for k in ATTENTION_KINDS)
                 att_e = sum(c.breakdown.get(k, (0.0, 0.0))[1] for k in ATTENTION_KINDS)
                 lm = c.breakdown.get("lm_head", (0.0, 0.0))
-                rows.append({
-                    "label": m.label, "arch_id": m.arch.short(), "seq_len": L, "hw": hw,
-                    "backend": backend, "latency_ms": c.latency_s * 1e3,
-                    "energy_mJ": c.energy_J * 1e3, "edp_Js": c.edp,
-                    "backbone_latency_ms": c.backbone_latency_cycles / (c.clock_ghz * 1e6),
-                    "attn_latency_share": att_c / c.latency_cycles,
-                    "attn_energy_share": att_e / c.energy_pJ,
-                    "lm_head_latency_share": lm[0] / c.latency_cycles,
-                    "macs": space.macs(m.arch, L),
-                })
+                rows.append(
+                    {
+                        "label": m.label,
+                        "arch_id": m.arch.short(),
+                        "seq_len": L,
+                        "hw": hw,
+                        "backend": backend,
+                        "latency_ms": c.latency_s * 1e3,
+                        "energy_mJ": c.energy_J * 1e3,
+                        "edp_Js": c.edp,
+                        "backbone_latency_ms": c.backbone_latency_cycles / (c.clock_ghz * 1e6),
+                        "attn_latency_share": att_c / c.latency_cycles,
+                        "attn_energy_share": att_e / c.energy_pJ,
+                        "lm_head_latency_share": lm[0] / c.latency_cycles,
+                        "macs": space.macs(m.arch, L),
+                    }
+                )
     return rows
 
 
-def write_modelled(out: str | Path, space: SearchSpace, models: Sequence, seqs: Iterable[int],
-                   hws: Iterable[str], lut_dir: str | Path | None = None) -> Path:
+def write_modelled(
+    out: str | Path,
+    space: SearchSpace,
+    models: Sequence,
+    seqs: Iterable[int],
+    hws: Iterable[str],
+    lut_dir: str | Path | None = None,
+) -> Path:
     rows = modelled_rows(space, models, seqs, hws, lut_dir)
     path = Path(out) / MODELLED_CSV
     tmp = path.with_name(path.name + ".tmp")

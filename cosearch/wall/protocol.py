@@ -27,8 +27,14 @@ import psutil
 
 STATUSES = ("ok", "oom", "timeout", "error", "skipped")
 # Messages with which XLA / Python report a failed allocation.
-_OOM_MARKERS = ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory", "MemoryError",
-                "Failed to allocate", "std::bad_alloc")
+_OOM_MARKERS = (
+    "RESOURCE_EXHAUSTED",
+    "Out of memory",
+    "out of memory",
+    "MemoryError",
+    "Failed to allocate",
+    "std::bad_alloc",
+)
 POLL_S = 0.02
 
 
@@ -102,8 +108,13 @@ def measure(case: Case, out: Path) -> dict:
     from cosearch.supernet.train import make_model, read_run_config, restore_params
 
     dev = jax.devices()[0]
-    rec.update(stage="baseline", import_s=time.perf_counter() - t, rss_baseline_mb=_rss_mb(),
-               device=f"{dev.platform}:{dev.device_kind}", jax_version=jax.__version__)
+    rec.update(
+        stage="baseline",
+        import_s=time.perf_counter() - t,
+        rss_baseline_mb=_rss_mb(),
+        device=f"{dev.platform}:{dev.device_kind}",
+        jax_version=jax.__version__,
+    )
     _write(out, rec)
 
     # Load: restore the supernet and slice out the dense subnet (timed together).
@@ -119,9 +130,14 @@ def measure(case: Case, out: Path) -> dict:
     jax.block_until_ready(sub)
     del params
     n_params = count_params(sub)
-    rec.update(stage="loaded", load_s=time.perf_counter() - t, rss_loaded_mb=_rss_mb(),
-               checkpoint_step=int(step), params=n_params,
-               backbone_params=space.param_count(arch, embeddings=False))
+    rec.update(
+        stage="loaded",
+        load_s=time.perf_counter() - t,
+        rss_loaded_mb=_rss_mb(),
+        checkpoint_step=int(step),
+        params=n_params,
+        backbone_params=space.param_count(arch, embeddings=False),
+    )
     _write(out, rec)
 
     # Compile the forward for this shape (and note XLA's planned scratch memory).
@@ -133,8 +149,9 @@ def measure(case: Case, out: Path) -> dict:
         h = model.apply(p, x, method=lambda mod, t: mod.hidden(t))
         return model.apply(p, h[:, -1:], method=lambda mod, hh: mod.embedding.log_prob_blocks(hh))
 
-    tokens = jax.random.randint(jax.random.key(case.seed), (case.batch, case.seq_len), 0,
-                                model.vocab, dtype=jnp.int32)
+    tokens = jax.random.randint(
+        jax.random.key(case.seed), (case.batch, case.seq_len), 0, model.vocab, dtype=jnp.int32
+    )
     t = time.perf_counter()
     compiled = jax.jit(forward).lower(sub, tokens).compile()
     rec.update(stage="compiled", compile_s=time.perf_counter() - t)
@@ -163,9 +180,16 @@ def measure(case: Case, out: Path) -> dict:
     med = statistics.median(times)
     q = statistics.quantiles(times, n=4) if len(times) >= 2 else [med, med, med]
     rec.update(
-        stage="done", times_s=times, median_s=med, min_s=min(times), max_s=max(times),
-        iqr_s=q[2] - q[0], tokens_per_s=case.batch * case.seq_len / med,
-        peak_rss_mb=_peak_rss_mb(), peak_reset=reset, prob_sum_last=prob_sum,
+        stage="done",
+        times_s=times,
+        median_s=med,
+        min_s=min(times),
+        max_s=max(times),
+        iqr_s=q[2] - q[0],
+        tokens_per_s=case.batch * case.seq_len / med,
+        peak_rss_mb=_peak_rss_mb(),
+        peak_reset=reset,
+        prob_sum_last=prob_sum,
     )
     rec["tokens_per_s_per_M"] = rec["tokens_per_s"] / (n_params / 1e6)
     if dev.platform != "cpu":
@@ -196,8 +220,9 @@ def is_oom_message(msg: str) -> bool:
     return any(m in msg for m in _OOM_MARKERS)
 
 
-def run_isolated(case: Case, *, mem_limit_gb: float | None, timeout_s: float,
-                 log_dir: Path | None = None) -> dict:
+def run_isolated(
+    case: Case, *, mem_limit_gb: float | None, timeout_s: float, log_dir: Path | None = None
+) -> dict:
     """Run `case` in a fresh Python process under an RSS watchdog; return its record with
     `status` (ok, oom, timeout, error) and `reason`. Never raises for a failing case."""
     limit = None if mem_limit_gb is None else mem_limit_gb * 2**30
@@ -214,7 +239,9 @@ def run_isolated(case: Case, *, mem_limit_gb: float | None, timeout_s: float,
         with log_path.open("w") as log_f:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "cosearch.wall.protocol", str(case_path), str(out_path)],
-                stdout=log_f, stderr=subprocess.STDOUT, env=env,
+                stdout=log_f,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
             ps = psutil.Process(proc.pid)
             while proc.poll() is None:
@@ -240,14 +267,20 @@ def run_isolated(case: Case, *, mem_limit_gb: float | None, timeout_s: float,
             except json.JSONDecodeError:
                 rec = {}
         tail = log_path.read_text()[-1500:] if log_path.exists() else ""
-    rec.update(case_wall_s=wall, watchdog_max_rss_mb=max_rss / 2**20,
-               mem_limit_gb=mem_limit_gb, timeout_s=timeout_s)
+    rec.update(
+        case_wall_s=wall,
+        watchdog_max_rss_mb=max_rss / 2**20,
+        mem_limit_gb=mem_limit_gb,
+        timeout_s=timeout_s,
+    )
     stage = rec.get("stage", "start")
     peak = max(rec.get("peak_rss_mb", 0.0), rec.get("peak_device_mb", 0.0))
     if killed == "oom":
         status = "oom"
-        reason = (f"RSS {max_rss / 2**30:.2f} GiB passed the {mem_limit_gb} GiB limit "
-                  f"after stage '{stage}'")
+        reason = (
+            f"RSS {max_rss / 2**30:.2f} GiB passed the {mem_limit_gb} GiB limit "
+            f"after stage '{stage}'"
+        )
     elif killed == "timeout":
         status, reason = "timeout", f"over {timeout_s:.0f} s (after stage '{stage}')"
     elif proc.returncode == 0 and stage == "done":

@@ -35,11 +35,36 @@ RESULTS_CSV = "results.csv"
 RUN_JSON = "run.json"
 FAILED = ("oom", "timeout", "error", "skipped")
 CSV_COLUMNS = (
-    "key", "label", "arch_id", "seq_len", "batch", "attention", "logits", "status", "reason",
-    "params", "backbone_params", "load_s", "compile_s", "warmup_s", "median_s", "min_s",
-    "max_s", "iqr_s", "tokens_per_s", "tokens_per_s_per_M", "rss_baseline_mb",
-    "rss_loaded_mb", "peak_rss_mb", "peak_device_mb", "xla_temp_mb", "xla_output_mb",
-    "case_wall_s", "mem_limit_gb", "timeout_s", "device",
+    "key",
+    "label",
+    "arch_id",
+    "seq_len",
+    "batch",
+    "attention",
+    "logits",
+    "status",
+    "reason",
+    "params",
+    "backbone_params",
+    "load_s",
+    "compile_s",
+    "warmup_s",
+    "median_s",
+    "min_s",
+    "max_s",
+    "iqr_s",
+    "tokens_per_s",
+    "tokens_per_s_per_M",
+    "rss_baseline_mb",
+    "rss_loaded_mb",
+    "peak_rss_mb",
+    "peak_device_mb",
+    "xla_temp_mb",
+    "xla_output_mb",
+    "case_wall_s",
+    "mem_limit_gb",
+    "timeout_s",
+    "device",
 )
 
 
@@ -57,8 +82,9 @@ def parse_seq(spec: str | Iterable) -> tuple[int, ...]:
         except ValueError:
             v = None
         if v is None or v <= 0 or str(v) != s.lstrip("+"):
-            raise ValueError(f"sequence length '{s}' is not a positive integer; give e.g. "
-                             "--seq 128,512,1024")
+            raise ValueError(
+                f"sequence length '{s}' is not a positive integer; give e.g. --seq 128,512,1024"
+            )
         out.add(v)
     if not out:
         raise ValueError("no sequence lengths given; e.g. --seq 128,512,1024,2048")
@@ -70,8 +96,10 @@ def parse_attention(spec: str | Iterable[str]) -> tuple[str, ...]:
     items = [s for s in items if s]
     bad = [s for s in items if s not in ATTENTION_IMPLS]
     if bad or not items:
-        raise ValueError(f"unknown attention implementation(s) {bad or items}; known: "
-                         f"{', '.join(ATTENTION_IMPLS)}")
+        raise ValueError(
+            f"unknown attention implementation(s) {bad or items}; known: "
+            f"{', '.join(ATTENTION_IMPLS)}"
+        )
     return tuple(dict.fromkeys(items))
 
 
@@ -104,13 +132,16 @@ def pareto_archs(space: SearchSpace, path: str | Path, max_n: int = 3) -> list[M
     `max_n`, evenly spaced along the front (both ends kept)."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"pareto file '{path}' not found; give the pareto.json of a "
-                                "`python -m cosearch.search` run")
+        raise FileNotFoundError(
+            f"pareto file '{path}' not found; give the pareto.json of a "
+            "`python -m cosearch.search` run"
+        )
     try:
         front = json.loads(p.read_text())["front"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"'{path}' is not a search run's pareto.json (needs a 'front' list "
-                         f"of evaluations): {e}") from None
+        raise ValueError(
+            f"'{path}' is not a search run's pareto.json (needs a 'front' list of evaluations): {e}"
+        ) from None
     seen: dict[Arch, float] = {}
     for e in sorted(front, key=lambda e: e.get("ppl", 0.0)):
         a = space.validate(Arch.from_dict(e["arch"]))
@@ -119,12 +150,15 @@ def pareto_archs(space: SearchSpace, path: str | Path, max_n: int = 3) -> list[M
     if len(archs) > max_n:
         idx = sorted({round(i * (len(archs) - 1) / max(1, max_n - 1)) for i in range(max_n)})
         archs = [archs[i] for i in idx]
-    return [Model(f"pareto{i + 1}", a, f"front of {p.name}, search ppl {ppl:.1f}")
-            for i, (a, ppl) in enumerate(archs)]
+    return [
+        Model(f"pareto{i + 1}", a, f"front of {p.name}, search ppl {ppl:.1f}")
+        for i, (a, ppl) in enumerate(archs)
+    ]
 
 
-def resolve_archs(space: SearchSpace, spec: str, *, seed: int = 0,
-                  pareto_max: int = 3) -> list[Model]:
+def resolve_archs(
+    space: SearchSpace, spec: str, *, seed: int = 0, pareto_max: int = 3
+) -> list[Model]:
     """'largest,smallest,random:5,pareto:FILE' (or a JSON file / inline JSON arch) ->
     models, duplicates dropped. Archs outside the space fail naming the field."""
     models: list[Model] = []
@@ -134,8 +168,10 @@ def resolve_archs(space: SearchSpace, spec: str, *, seed: int = 0,
             n = item.split(":", 1)[1]
             if not n.isdigit() or int(n) <= 0:
                 raise ValueError(f"'{item}': random:N needs a positive integer N")
-            models += [Model(f"random{i + 1}", space.sample(rng), f"uniform sample, seed {seed}")
-                       for i in range(int(n))]
+            models += [
+                Model(f"random{i + 1}", space.sample(rng), f"uniform sample, seed {seed}")
+                for i in range(int(n))
+            ]
         elif item.startswith("pareto:"):
             models += pareto_archs(space, item.split(":", 1)[1], pareto_max)
         elif item in ("largest", "smallest"):
@@ -158,16 +194,21 @@ def check_checkpoint(checkpoint: str | Path) -> dict:
 
     path = Path(checkpoint)
     if not path.is_dir():
-        raise FileNotFoundError(f"checkpoint directory '{checkpoint}' does not exist; train "
-                                "one with `python -m cosearch.train_supernet --workdir DIR`")
+        raise FileNotFoundError(
+            f"checkpoint directory '{checkpoint}' does not exist; train "
+            "one with `python -m cosearch.train_supernet --workdir DIR`"
+        )
     desc = read_run_config(path)
     ck = path / CKPT_DIR
     if not ck.is_dir() or not any(p.name.isdigit() for p in ck.iterdir()):
-        raise CheckpointError(f"no saved step under '{ck}'; train (or finish training) with "
-                              "`python -m cosearch.train_supernet --workdir DIR --resume`")
+        raise CheckpointError(
+            f"no saved step under '{ck}'; train (or finish training) with "
+            "`python -m cosearch.train_supernet --workdir DIR --resume`"
+        )
     if "vocab_size" not in desc:
-        raise CheckpointError(f"'{path}/config.json' lacks vocab_size; retrain with the "
-                              "current cosearch")
+        raise CheckpointError(
+            f"'{path}/config.json' lacks vocab_size; retrain with the current cosearch"
+        )
     return desc
 
 
@@ -210,9 +251,13 @@ def _fmt(v):
 
 def machine_info() -> dict:
     vm = psutil.virtual_memory()
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "mem_total_gb": round(vm.total / 2**30, 1),
-            "python": platform.python_version()}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "mem_total_gb": round(vm.total / 2**30, 1),
+        "python": platform.python_version(),
+    }
 
 
 # ----- the sweep ---------------------------------------------------------------------------
@@ -239,9 +284,23 @@ class SweepOptions:
 def plan(models: list[Model], opts: SweepOptions, checkpoint: str) -> list[tuple[Model, Case]]:
     """Cases in run order: by length, then model, then attention."""
     return [
-        (m, Case(str(checkpoint), m.arch.to_dict(), L, opts.batch, impl, opts.logits,
-                 opts.runs, opts.warmup, opts.seed))
-        for L in opts.seq for m in models for impl in opts.attention
+        (
+            m,
+            Case(
+                str(checkpoint),
+                m.arch.to_dict(),
+                L,
+                opts.batch,
+                impl,
+                opts.logits,
+                opts.runs,
+                opts.warmup,
+                opts.seed,
+            ),
+        )
+        for L in opts.seq
+        for m in models
+        for impl in opts.attention
     ]
 
 
@@ -271,20 +330,28 @@ def _skip_reason(meta: dict, records: Iterable[dict], opts: SweepOptions) -> str
     same = [r for r in records if _group(r) == _group(meta) and r["seq_len"] < meta["seq_len"]]
     fail = next((r for r in same if r["status"] in ("oom", "timeout")), None)
     if fail is not None:
-        return (f"{fail['status']} at L={fail['seq_len']}: longer sequences need at least as "
-                "much memory and time")
+        return (
+            f"{fail['status']} at L={fail['seq_len']}: longer sequences need at least as "
+            "much memory and time"
+        )
     ok = [r for r in same if r["status"] == "ok"]
     if ok:
         t = predicted_case_s(ok, meta["seq_len"], opts.runs, opts.warmup)
         if t > opts.timeout_s:
             prev = max(ok, key=lambda r: r["seq_len"])
-            return (f"predicted {t:.0f} s > the {opts.timeout_s:.0f} s timeout (extrapolated "
-                    f"from {1e3 * prev['median_s']:.0f} ms per forward at L={prev['seq_len']})")
+            return (
+                f"predicted {t:.0f} s > the {opts.timeout_s:.0f} s timeout (extrapolated "
+                f"from {1e3 * prev['median_s']:.0f} ms per forward at L={prev['seq_len']})"
+            )
     return None
 
 
-def run(checkpoint: str | Path, out: str | Path, opts: SweepOptions,
-        progress: Callable[[Iterable], Iterable] | None = None) -> dict:
+def run(
+    checkpoint: str | Path,
+    out: str | Path,
+    opts: SweepOptions,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> dict:
     """Run (or resume) the sweep into `out`; return a summary with counts and the report."""
     if opts.batch <= 0:
         raise ValueError(f"--batch must be a positive integer, got {opts.batch}")
@@ -305,13 +372,26 @@ def run(checkpoint: str | Path, out: str | Path, opts: SweepOptions,
     out.mkdir(parents=True, exist_ok=True)
     from cosearch.supernet.train import git_commit, write_json_atomic
 
-    write_json_atomic(out / RUN_JSON, {
-        "checkpoint": Path(checkpoint).name, "space": space.name,
-        "vocab_size": desc["vocab_size"], "options": {**opts.__dict__},
-        "models": [{"label": m.label, "arch_id": m.arch.short(), "arch": m.arch.to_dict(),
-                    "note": m.note} for m in models],
-        "machine": machine_info(), "git_commit": git_commit(),
-    })
+    write_json_atomic(
+        out / RUN_JSON,
+        {
+            "checkpoint": Path(checkpoint).name,
+            "space": space.name,
+            "vocab_size": desc["vocab_size"],
+            "options": {**opts.__dict__},
+            "models": [
+                {
+                    "label": m.label,
+                    "arch_id": m.arch.short(),
+                    "arch": m.arch.to_dict(),
+                    "note": m.note,
+                }
+                for m in models
+            ],
+            "machine": machine_info(),
+            "git_commit": git_commit(),
+        },
+    )
     done = latest(read_results(out))
     cases = plan(models, opts, str(checkpoint))
     t0 = time.perf_counter()
@@ -323,19 +403,37 @@ def run(checkpoint: str | Path, out: str | Path, opts: SweepOptions,
         if prev is not None and (prev["status"] == "ok" or not opts.retry_failed):
             counts["resumed"] += 1
             continue
-        meta = {"key": key, "label": m.label, "arch_id": m.arch.short(),
-                "arch": m.arch.to_dict(), "seq_len": case.seq_len, "batch": case.batch,
-                "attention": case.attention, "logits": case.logits,
-                "finished_at": None}
+        meta = {
+            "key": key,
+            "label": m.label,
+            "arch_id": m.arch.short(),
+            "arch": m.arch.to_dict(),
+            "seq_len": case.seq_len,
+            "batch": case.batch,
+            "attention": case.attention,
+            "logits": case.logits,
+            "finished_at": None,
+        }
         reason = _skip_reason(meta, done.values(), opts) if opts.skip_after_fail else None
         if reason is not None:
-            rec = {**meta, "status": "skipped", "reason": reason,
-                   "mem_limit_gb": opts.mem_limit_gb, "timeout_s": opts.timeout_s}
+            rec = {
+                **meta,
+                "status": "skipped",
+                "reason": reason,
+                "mem_limit_gb": opts.mem_limit_gb,
+                "timeout_s": opts.timeout_s,
+            }
         else:
             log.debug("case %s", key)
-            rec = {**meta, **run_isolated(case, mem_limit_gb=opts.mem_limit_gb,
-                                          timeout_s=opts.timeout_s,
-                                          log_dir=out / "logs")}
+            rec = {
+                **meta,
+                **run_isolated(
+                    case,
+                    mem_limit_gb=opts.mem_limit_gb,
+                    timeout_s=opts.timeout_s,
+                    log_dir=out / "logs",
+                ),
+            }
             counts["run"] += 1
             if rec["status"] == "ok":  # keep logs of failures only
                 from cosearch.wall.protocol import _safe
