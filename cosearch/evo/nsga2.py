@@ -20,12 +20,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from deap import base, tools
 from tqdm.auto import tqdm
 
 from cosearch.evo.pareto import hypervolume
+from cosearch.runinfo import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +104,6 @@ def _individual(genes: Sequence[int], fitness_cls: type[base.Fitness]) -> Indivi
     ind = Individual(int(g) for g in genes)
     ind.fitness = fitness_cls()
     return ind
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class _Loop:
@@ -223,7 +215,7 @@ class _Loop:
             "history": self.history,
             "problem": self.problem.state_dict(),
         }
-        _atomic_write_json(self.ckpt, state)
+        write_json_atomic(self.ckpt, state)
 
     def load(self) -> None:
         assert self.ckpt is not None

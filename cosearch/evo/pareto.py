@@ -8,16 +8,15 @@ vectors) and writes files. All objectives are minimised.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from cosearch.runinfo import write_csv_atomic, write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
     from cosearch.evo.problem import Evaluation
@@ -157,12 +156,6 @@ def heterogeneity(front: Sequence[Evaluation]) -> dict:
 
 
 # ----- writers --------------------------------------------------------------------------
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 CSV_FIELDS = (
     "arch_id",
     "hw",
@@ -207,29 +200,16 @@ def _csv_row(e: Evaluation) -> dict:
 
 
 def write_csv(path: str | os.PathLike, evals: Sequence[Evaluation]) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        for e in evals:
-            w.writerow(_csv_row(e))
-    os.replace(tmp, path)
+    write_csv_atomic(path, CSV_FIELDS, (_csv_row(e) for e in evals))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    _atomic_text(Path(path), json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    write_json_atomic(path, obj)
 
 
 def write_history_csv(path: str | os.PathLike, history: Sequence[dict]) -> None:
-    path = Path(path)
     keys = list(dict.fromkeys(k for row in history for k in row))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(history)
-    os.replace(tmp, path)
+    write_csv_atomic(path, keys, history)
 
 
 # ----- plots ----------------------------------------------------------------------------
@@ -425,4 +405,4 @@ def summary_markdown(
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-    _atomic_text(Path(path), text)
+    write_text_atomic(path, text)

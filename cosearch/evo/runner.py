@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from cosearch.evo.problem import (
     Problem,
     SearchError,
 )
+from cosearch.runinfo import git_commit
 from cosearch.space import Arch
 
 log = logging.getLogger(__name__)
@@ -69,20 +69,6 @@ class SearchOptions:
 
 #: Options that only change the reports, so a resumed run may change them.
 REPORT_ONLY = ("baseline_ppl", "baseline_checkpoint", "final_eval", "final_tokens")
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parent,
-            timeout=5,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 # ----- sources ----------------------------------------------------------------------------

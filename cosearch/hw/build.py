@@ -14,7 +14,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from cosearch.hw.lut import (
     write_text_atomic,
 )
 from cosearch.hw.workload import space_gemm_shapes
+from cosearch.runinfo import git_commit
 from cosearch.space import get_space
 
 log = logging.getLogger(__name__)
@@ -127,20 +127,6 @@ def read_shapes(path: str | Path) -> list[tuple[str, int, int, int]]:
             except ValueError:
                 raise ValueError(f"{path}:{i}: M, K, N must be integers, got {row}") from None
     return out
-
-
-def git_commit() -> str:
-    try:
-        r = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parent,
-            timeout=10,
-        )
-        return r.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _analytical_rows(job: LutJob, hw: GemminiConfig, todo: list) -> list[dict]:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ import numpy as np
 from cosearch.hw.cost_model import REGIMES, gemm_cost, nonlinear_cost
 from cosearch.hw.gemmini import GemminiConfig, get_hw
 from cosearch.hw.workload import GEMM_KINDS, NONLINEAR_KINDS, arch_ops
+from cosearch.runinfo import write_csv_atomic, write_text_atomic  # noqa: F401 (re-exported)
 from cosearch.space import Arch, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -82,28 +81,12 @@ def read_lut(path: str | Path) -> list[dict]:
 
 def write_lut(path: str | Path, rows: Iterable[dict]) -> None:
     """Write rows atomically (temp file in the same directory, then os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=LUT_COLUMNS, extrasaction="ignore")
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: _fmt(r.get(k, "")) for k in LUT_COLUMNS})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_csv_atomic(
+        path,
+        LUT_COLUMNS,
+        ({k: _fmt(r.get(k, "")) for k in LUT_COLUMNS} for r in rows),
+        extrasaction="ignore",
+    )
 
 
 def _fmt(v):

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import subprocess
 import time
 from functools import partial
 from pathlib import Path
@@ -27,6 +25,7 @@ from tqdm.auto import tqdm
 
 from cosearch.config import RunConfig
 from cosearch.data import load_corpus, train_batch
+from cosearch.runinfo import git_commit, write_json_atomic
 from cosearch.space import Arch, SearchSpace
 from cosearch.supernet.model import (
     TransformerLM,
@@ -164,26 +163,6 @@ def train_step(
 
 
 # ----- run directory -----------------------------------------------------------------------
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parent,
-            timeout=5,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
 def read_run_config(workdir: Path) -> dict:
     path = Path(workdir) / CONFIG_FILE
     if not path.is_file():

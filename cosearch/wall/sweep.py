@@ -370,7 +370,7 @@ def run(
     models = resolve_archs(space, opts.archs, seed=opts.seed, pareto_max=opts.pareto_max)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    from cosearch.supernet.train import git_commit, write_json_atomic
+    from cosearch.runinfo import git_commit, write_json_atomic
 
     write_json_atomic(
         out / RUN_JSON,
