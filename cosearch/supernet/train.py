@@ -410,4 +410,6 @@ def export_params(workdir: str | Path, out: str | Path) -> Path:
     mngr = checkpoint_manager(out, keep=1)
     mngr.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)))
     mngr.wait_until_finished()
+    for marker in out.rglob("commit_success.txt"):  # orbax writes this machine's path there
+        marker.write_text("Checkpoint commit was successful\n")
     return out
