@@ -185,6 +185,17 @@ def _reference_point(problem: Problem, anchors: Sequence[Evaluation]) -> tuple[f
     return tuple(1.1 * max(v) for v in vals)
 
 
+def _command() -> str | None:
+    """The command line as a user would type it (`python -m module args`), no machine paths."""
+    if not sys.argv or not sys.argv[0]:
+        return None
+    mod = Path(sys.argv[0]).with_suffix("")
+    name = (
+        ".".join(mod.parts[mod.parts.index("cosearch") :]) if "cosearch" in mod.parts else mod.name
+    )
+    return " ".join(["python -m " + name, *sys.argv[1:]])
+
+
 def run(
     config: RunConfig,
     workdir: str | os.PathLike,
@@ -261,7 +272,7 @@ def run(
         "data_dir": data_dir,
         "git_commit": git_commit(),
         "seed": sc.seed,
-        "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
+        "command": _command(),
     }
     _check_workdir(workdir, desc, resume)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -141,6 +141,15 @@ class ArchCost:
         )
 
 
+def _portable(path: Path) -> str:
+    """A table's path relative to the repository (no machine paths in run metadata)."""
+    root = Path(__file__).resolve().parent.parent.parent
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return Path(path).name
+
+
 class Coster:
     """Cost of archs of `space` on Gemmini configs, from LUTs or the analytical model.
 
@@ -205,7 +214,7 @@ class Coster:
         """Which table each config used so far (path, or 'analytical <regime>'), for run
         metadata; plus the number of analytical fallbacks."""
         out = {
-            hw.name: (str(t.path) if t is not None else f"analytical {self.regime}")
+            hw.name: (_portable(t.path) if t is not None else f"analytical {self.regime}")
             for hw, t in self._tables.items()
         }
         out["fallbacks"] = str(self.fallbacks)
