@@ -77,14 +77,20 @@ def test_nsga2_reaches_95_percent_of_true_hypervolume():
 
 def test_two_point_crossover_also_converges():
     toy = ZDT1()
-    res = evolve(toy, Settings(population=40, generations=40, seed=2, crossover="two-point"),
-                 (1.1, 1.1), progress=False)
+    res = evolve(
+        toy,
+        Settings(population=40, generations=40, seed=2, crossover="two-point"),
+        (1.1, 1.1),
+        progress=False,
+    )
     assert hypervolume(res.fitness, (1.1, 1.1)) / hypervolume(toy.true_front(), (1.1, 1.1)) > 0.9
 
 
 def test_same_seed_same_front_other_seed_differs():
-    runs = [evolve(ZDT1(), Settings(population=12, generations=8, seed=s), (1.1, 1.1),
-                   progress=False) for s in (3, 3, 4)]
+    runs = [
+        evolve(ZDT1(), Settings(population=12, generations=8, seed=s), (1.1, 1.1), progress=False)
+        for s in (3, 3, 4)
+    ]
     assert runs[0].genomes == runs[1].genomes and runs[0].fitness == runs[1].fitness
     assert runs[0].genomes != runs[2].genomes
 
@@ -104,15 +110,26 @@ def test_resume_after_interruption_gives_identical_result(tmp_path):
     toy = ZDT1()
     resumed = evolve(toy, s, (1.1, 1.1), checkpoint=ck, resume=True, progress=False)
     assert resumed.genomes == full.genomes and resumed.fitness == full.fitness
-    assert [r["hypervolume"] for r in resumed.history] == [r["hypervolume"] for r in
-                                                           full.history]
+    assert [r["hypervolume"] for r in resumed.history] == [r["hypervolume"] for r in full.history]
     # the problem's state came back with the checkpoint: same total work as the full run
     assert toy.calls == json.loads((tmp_path / "a.json").read_text())["problem"]["calls"]
     with pytest.raises(CheckpointError, match="population"):
-        evolve(ZDT1(), Settings(population=16, generations=10, seed=5), (1.1, 1.1),
-               checkpoint=ck, resume=True, progress=False)
-    longer = evolve(ZDT1(), Settings(population=12, generations=12, seed=5), (1.1, 1.1),
-                    checkpoint=ck, resume=True, progress=False)
+        evolve(
+            ZDT1(),
+            Settings(population=16, generations=10, seed=5),
+            (1.1, 1.1),
+            checkpoint=ck,
+            resume=True,
+            progress=False,
+        )
+    longer = evolve(
+        ZDT1(),
+        Settings(population=12, generations=12, seed=5),
+        (1.1, 1.1),
+        checkpoint=ck,
+        resume=True,
+        progress=False,
+    )
     assert len(longer.history) == 13
 
 
@@ -157,13 +174,17 @@ def test_problem_constraints_cache_and_state():
     assert prob.evaluate([big])[0].feasible and not prob.evaluate([small])[0].feasible
     clone = Problem(TINY, ppl, ToyCoster(TINY), hw=hw, max_ppl=limit)
     clone.load_state_dict(json.loads(json.dumps(prob.state_dict())))
-    assert [e.to_dict() for e in clone.evaluations()] == [e.to_dict() for e in
-                                                          prob.evaluations()]
+    assert [e.to_dict() for e in clone.evaluations()] == [e.to_dict() for e in prob.evaluations()]
     # Over the latency limit: infeasible without spending a perplexity evaluation.
     lat_small = ToyCoster(TINY).cost(TINY.smallest(), hw).latency_s
     calls = []
-    fast = Problem(TINY, lambda a: calls.append(a) or ppl(a), ToyCoster(TINY), hw=hw,
-                   max_latency_s=lat_small * 1.01)
+    fast = Problem(
+        TINY,
+        lambda a: calls.append(a) or ppl(a),
+        ToyCoster(TINY),
+        hw=hw,
+        max_latency_s=lat_small * 1.01,
+    )
     e_big, e_small = fast.evaluate([big, small])
     assert not e_big.feasible and math.isnan(e_big.ppl) and e_small.feasible
     assert calls == [TINY.smallest()]
@@ -176,8 +197,13 @@ def test_problem_constraints_cache_and_state():
 def test_problem_hw_genes_and_budget():
     gemmini = pytest.importorskip("cosearch.hw.gemmini")
     space = gemmini.HwSearchSpace(sp_kib=(32, 64, 256), acc_kib=(64, 256), budget_kib=320)
-    prob = Problem(TINY, toy_perplexity(TINY), ToyCoster(TINY), hw_space=space,
-                   objectives=("ppl", "edp", "energy"))
+    prob = Problem(
+        TINY,
+        toy_perplexity(TINY),
+        ToyCoster(TINY),
+        hw_space=space,
+        objectives=("ppl", "edp", "energy"),
+    )
     assert len(prob.gene_cardinalities) == len(TINY.gene_cardinalities) + 3
     ok = prob.encode(TINY.largest(), gemmini.get_hw("gemmini-64k-256k"))
     over = ok[:-3] + [2, 1, 0]  # 256 + 256 KiB > 320 KiB
@@ -187,11 +213,16 @@ def test_problem_hw_genes_and_budget():
     assert math.isnan(e_over.edp)  # over-budget hardware is never costed
     if "budget_mm2" in gemmini.HwSearchSpace.__dataclass_fields__:  # area budget too
         thesis = gemmini.get_hw("gemmini-64k-256k")
-        tight = Problem(TINY, toy_perplexity(TINY), ToyCoster(TINY),
-                        hw_space=type(space)(sp_kib=(64,), acc_kib=(256,), budget_mm2=1.0))
+        tight = Problem(
+            TINY,
+            toy_perplexity(TINY),
+            ToyCoster(TINY),
+            hw_space=type(space)(sp_kib=(64,), acc_kib=(256,), budget_mm2=1.0),
+        )
         (e,) = tight.evaluate([TINY.encode(TINY.largest()) + [0, 0, 0]])  # over the budget
         assert e.hw == thesis.name and not e.feasible
         assert e.violation == pytest.approx(thesis.area_mm2() / 1.0 - 1)
-    res = evolve(prob, Settings(population=8, generations=3, seed=0), (1e3, 1.0, 1.0),
-                 progress=False)
+    res = evolve(
+        prob, Settings(population=8, generations=3, seed=0), (1e3, 1.0, 1.0), progress=False
+    )
     assert all(len(g) == len(prob.gene_cardinalities) for g in res.genomes)

@@ -20,17 +20,34 @@ SPACE = CFG.space
 
 
 def _run(workdir, options=None, config=CFG, **kw):
-    return run(config, workdir, options=options or SearchOptions(), evaluator=ToyEvaluator(SPACE),
-               coster=ToyCoster(SPACE), progress=False, **kw)
+    return run(
+        config,
+        workdir,
+        options=options or SearchOptions(),
+        evaluator=ToyEvaluator(SPACE),
+        coster=ToyCoster(SPACE),
+        progress=False,
+        **kw,
+    )
 
 
 def test_run_writes_a_self_describing_run_directory(tmp_path):
     out = _run(tmp_path / "r", SearchOptions(baseline_ppl=30.0))
     d = tmp_path / "r"
-    for name in ("config.json", "pareto.json", "pareto.csv", "evaluated.csv",
-                 "hypervolume.csv", "metrics.jsonl", "summary.md", "ppl_vs_edp.png",
-                 "ppl_vs_latency.png", "ppl_vs_energy.png", "hypervolume.png",
-                 "state/gemmini-64k-256k.json"):
+    for name in (
+        "config.json",
+        "pareto.json",
+        "pareto.csv",
+        "evaluated.csv",
+        "hypervolume.csv",
+        "metrics.jsonl",
+        "summary.md",
+        "ppl_vs_edp.png",
+        "ppl_vs_latency.png",
+        "ppl_vs_energy.png",
+        "hypervolume.png",
+        "state/gemmini-64k-256k.json",
+    ):
         assert (d / name).is_file(), name
     desc = json.loads((d / "config.json").read_text())
     assert desc["seed"] == CFG.search.seed and desc["git_commit"]
@@ -40,8 +57,16 @@ def test_run_writes_a_self_describing_run_directory(tmp_path):
     assert all("ppl_valid" in f and "ppl_test" in f for f in front)
     rows = list(csv.DictReader(open(d / "evaluated.csv")))
     assert len(rows) == out["n_evaluated"] >= len(front)
-    assert {"arch_id", "hw", "ppl_search", "latency_ms", "energy_mJ", "edp_Js", "params",
-            "flops"} <= set(rows[0])
+    assert {
+        "arch_id",
+        "hw",
+        "ppl_search",
+        "latency_ms",
+        "energy_mJ",
+        "edp_Js",
+        "params",
+        "flops",
+    } <= set(rows[0])
     hv = list(csv.DictReader(open(d / "hypervolume.csv")))
     assert len(hv) == CFG.search.generations + 1
     archive = [float(r["hypervolume_archive"]) for r in hv]
@@ -49,8 +74,9 @@ def test_run_writes_a_self_describing_run_directory(tmp_path):
     summary = (d / "summary.md").read_text()
     assert "supernet largest" in summary and "from scratch" in summary and "+0.1 ppl" in summary
     # The largest arch is on the front (lowest ppl), so every budget has a reduction >= 1.
-    assert all(r["reduction"] >= 1.0 for r in out["edp_reduction"]
-               if r["baseline"] == "supernet largest")
+    assert all(
+        r["reduction"] >= 1.0 for r in out["edp_reduction"] if r["baseline"] == "supernet largest"
+    )
 
 
 def test_same_seed_identical_front_and_resume(tmp_path):
@@ -110,8 +136,13 @@ def test_bad_input_fails_clearly(tmp_path):
     with pytest.raises(SearchError, match="train_supernet"):
         run(CFG, tmp_path / "v", coster=ToyCoster(SPACE), progress=False)
     with pytest.raises(SearchError, match="cosearch.build_lut"):
-        run(CFG, tmp_path / "t", evaluator=ToyEvaluator(SPACE), progress=False,
-            options=SearchOptions(backend="lut", lut_dir=str(tmp_path / "no_luts")))
+        run(
+            CFG,
+            tmp_path / "t",
+            evaluator=ToyEvaluator(SPACE),
+            progress=False,
+            options=SearchOptions(backend="lut", lut_dir=str(tmp_path / "no_luts")),
+        )
     other = ToyEvaluator(get_preset("cpu").space)
     with pytest.raises(SearchError, match="--preset cpu"):
         run(CFG, tmp_path / "u", evaluator=other, coster=ToyCoster(SPACE), progress=False)

@@ -62,8 +62,16 @@ def test_exact_search_lower_bounds_timeloop(ref):
 
 
 def test_cycles_ideal_and_monotone_in_buffers():
-    shapes = np.array([(128, 768, 768), (512, 3072, 768), (512, 64, 512), (128, 768, 33278),
-                       (64, 96, 40), (128, 2304, 640)])
+    shapes = np.array(
+        [
+            (128, 768, 768),
+            (512, 3072, 768),
+            (512, 64, 512),
+            (128, 768, 33278),
+            (64, 96, 40),
+            (128, 2304, 640),
+        ]
+    )
     M, K, N = shapes.T
     prev = None
     for s in (16, 32, 64, 128, 256, 512):

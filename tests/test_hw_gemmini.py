@@ -59,7 +59,9 @@ def test_hw_space_budget_and_codec():
     assert get_hw("gemmini-64k-256k") in area.configs()
     assert area.feasible(area.decode(area.repair([5, 5, 0])))
     assert [c.name for c in parse_hw_list("gemmini-64k-256k,gemmini-256k-64k")] == [
-        "gemmini-64k-256k", "gemmini-256k-64k"]
+        "gemmini-64k-256k",
+        "gemmini-256k-64k",
+    ]
     assert len(parse_hw_list("grid")) == len(cfgs)
 
 

@@ -28,16 +28,36 @@ def test_build_writes_lut_and_meta(cpu_lut):
     path = lut_path(cpu_lut, "cpu", HW)
     rows = read_lut(path)
     assert len(rows) == len({s[1:] for s in space_gemm_shapes(PRESETS["cpu"])})
-    assert {"hw", "op", "M", "K", "N", "cycles", "energy_pJ", "backend", "regime", "victory",
-            "tries"} <= set(rows[0])
+    assert {
+        "hw",
+        "op",
+        "M",
+        "K",
+        "N",
+        "cycles",
+        "energy_pJ",
+        "backend",
+        "regime",
+        "victory",
+        "tries",
+    } <= set(rows[0])
     assert all(r["backend"] == "analytical" and r["hw"] == HW for r in rows)
     import json
+
     meta = json.loads(meta_path(path).read_text())
-    for k in ("backend", "regime", "tool_versions", "date_utc", "git_commit", "job_hash",
-              "calibration"):
+    for k in (
+        "backend",
+        "regime",
+        "tool_versions",
+        "date_utc",
+        "git_commit",
+        "job_hash",
+        "calibration",
+    ):
         assert k in meta
-    build_lut.main(["--preset", "cpu", "--hw", HW, "--lut-dir", str(cpu_lut),
-                    "--regime", "gemmini-tiler"])
+    build_lut.main(
+        ["--preset", "cpu", "--hw", HW, "--lut-dir", str(cpu_lut), "--regime", "gemmini-tiler"]
+    )
     assert lut_path(cpu_lut, "cpu", HW, "gemmini-tiler").exists()
     meta2 = json.loads(meta_path(path).read_text())
     assert meta2["job_hash"] == meta["job_hash"]  # deterministic job description
@@ -129,15 +149,32 @@ def test_shapes_out_cli(tmp_path):
     shapes = tmp_path / "shapes.csv"
     shapes.write_text("M,K,N\n128,768,768\n512,64,512\n")
     out = tmp_path / "out.csv"
-    r = subprocess.run([sys.executable, "-m", "cosearch.build_lut", "--shapes", str(shapes),
-                        "--out", str(out), "--hw", "gemmini-64k-256k,gemmini-256k-64k"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cosearch.build_lut",
+            "--shapes",
+            str(shapes),
+            "--out",
+            str(out),
+            "--hw",
+            "gemmini-64k-256k,gemmini-256k-64k",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     rows = read_lut(out)
     assert len(rows) == 4 and {r["hw"] for r in rows} == {"gemmini-64k-256k", "gemmini-256k-64k"}
     assert meta_path(out).exists()
-    r = subprocess.run([sys.executable, "-m", "cosearch.build_lut", "--shapes", str(shapes),
-                        "--hw", HW], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "cosearch.build_lut", "--shapes", str(shapes), "--hw", HW],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode != 0 and "--out" in r.stderr
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
@@ -148,14 +185,27 @@ def test_shapes_out_cli(tmp_path):
 def test_timeloop_backend_without_tools_fails_clearly(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", "")
     from cosearch.hw.timeloop import TimeloopNotFound
+
     with pytest.raises(TimeloopNotFound, match="never installs"):
-        build_lut.main(["--preset", "cpu", "--hw", HW, "--backend", "timeloop",
-                        "--lut-dir", str(tmp_path)])
+        build_lut.main(
+            ["--preset", "cpu", "--hw", HW, "--backend", "timeloop", "--lut-dir", str(tmp_path)]
+        )
 
 
 def test_write_read_preserves_precision(tmp_path):
-    rows = [{"hw": HW, "regime": "optimal", "op": "x", "M": 1, "K": 2, "N": 3,
-             "cycles": 4259584.0, "energy_pJ": 4063443.123456, "backend": "analytical"}]
+    rows = [
+        {
+            "hw": HW,
+            "regime": "optimal",
+            "op": "x",
+            "M": 1,
+            "K": 2,
+            "N": 3,
+            "cycles": 4259584.0,
+            "energy_pJ": 4063443.123456,
+            "backend": "analytical",
+        }
+    ]
     p = tmp_path / "t.csv"
     write_lut(p, rows)
     write_lut(p, read_lut(p))

@@ -36,16 +36,16 @@ def test_recosting_timeloops_own_mapping_reproduces_its_counts_and_energy():
     trips = {"P": 1, "C": 1, "K": 1}
     trips.update(dict(dram))
     inner = {"P": "P", "C": "C", "K": "N"}[dram[-1][0]]
-    got = mapping_cost(128, 768, 768, "gemmini-256k-64k", p=trips["P"], c=trips["C"],
-                       n=trips["K"], inner=inner)
+    got = mapping_cost(
+        128, 768, 768, "gemmini-256k-64k", p=trips["P"], c=trips["C"], n=trips["K"], inner=inner
+    )
     # stats.txt: DRAM reads W 589824 + I 786432, output updates 98304; accumulator
     # 16 x (288768 reads, 294912 updates); scratchpad fills 589824 + 786432
     assert got["dram"] == 589824 + 786432 + 98304
     assert got["acc_read"] == 16 * 288768 and got["acc_update"] == 16 * 294912
     assert got["sp_fill"] == 589824 + 786432 and got["sp_read"] == 589824 + 4718592
     assert got["cycles"] == 294912
-    assert got["energy_pJ"] == pytest.approx(timeloop.parse_output_dir(DATA).energy_pJ,
-                                             rel=1e-5)
+    assert got["energy_pJ"] == pytest.approx(timeloop.parse_output_dir(DATA).energy_pJ, rel=1e-5)
 
 
 def test_parse_rejects_other_text():
@@ -97,8 +97,10 @@ def test_missing_tools_error_says_what_to_do(monkeypatch):
 
 
 @pytest.mark.timeloop
-@pytest.mark.skipif(shutil.which("timeloop-mapper") is None or shutil.which("accelergy") is None,
-                    reason="timeloop-mapper/accelergy not on PATH (never installed by cosearch)")
+@pytest.mark.skipif(
+    shutil.which("timeloop-mapper") is None or shutil.which("accelergy") is None,
+    reason="timeloop-mapper/accelergy not on PATH (never installed by cosearch)",
+)
 def test_real_timeloop_run(tmp_path):
     res = timeloop.cost_gemm(get_hw("gemmini-256k-64k"), 128, 64, 128, tmp_path)
     assert res.cycles == pytest.approx(4096, rel=0.05)
@@ -115,14 +117,18 @@ def _fake_tools(tmp_path, monkeypatch):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     acc = bindir / "accelergy"
-    acc.write_text(f"#!{sys.executable}\nimport shutil, sys\n"
-                   "out = sys.argv[sys.argv.index('-o') + 1]\n"
-                   f"for f in ('ERT.yaml', 'ART.yaml'):\n"
-                   f"    shutil.copy({str(DATA)!r} + '/' + f, out)\n")
+    acc.write_text(
+        f"#!{sys.executable}\nimport shutil, sys\n"
+        "out = sys.argv[sys.argv.index('-o') + 1]\n"
+        f"for f in ('ERT.yaml', 'ART.yaml'):\n"
+        f"    shutil.copy({str(DATA)!r} + '/' + f, out)\n"
+    )
     mapper = bindir / "timeloop-mapper"
-    mapper.write_text(f"#!{sys.executable}\nimport shutil, sys\n"
-                      "if '--version' in sys.argv: print('fake-timeloop 0'); sys.exit(0)\n"
-                      f"shutil.copy({str(DATA)!r} + '/timeloop-mapper.stats.txt', '.')\n")
+    mapper.write_text(
+        f"#!{sys.executable}\nimport shutil, sys\n"
+        "if '--version' in sys.argv: print('fake-timeloop 0'); sys.exit(0)\n"
+        f"shutil.copy({str(DATA)!r} + '/timeloop-mapper.stats.txt', '.')\n"
+    )
     for p in (acc, mapper):
         p.chmod(p.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
@@ -136,8 +142,9 @@ def test_pipeline_with_replayed_output_reruns_unconverged(tmp_path, monkeypatch)
     # at victory 15000 (the replay returns the same mapping), best kept
     assert res.tries == 2 and res.victory == 5000
     assert res.cycles == 294912
-    spec = yaml.safe_load((tmp_path / "work" / cfg.name / "M128_K768_N768" / "try1" /
-                           "mapper.yaml").read_text())
+    spec = yaml.safe_load(
+        (tmp_path / "work" / cfg.name / "M128_K768_N768" / "try1" / "mapper.yaml").read_text()
+    )
     assert spec["mapper"]["victory-condition"] == 15000
 
 
@@ -149,12 +156,23 @@ def test_build_lut_timeloop_backend_resumes(tmp_path, monkeypatch):
     shapes = tmp_path / "s.csv"
     shapes.write_text("M,K,N\n128,768,768\n")
     out = tmp_path / "tl.csv"
-    argv = ["--shapes", str(shapes), "--out", str(out), "--hw", "gemmini-256k-64k",
-            "--backend", "timeloop", "--workdir", str(tmp_path / "w")]
+    argv = [
+        "--shapes",
+        str(shapes),
+        "--out",
+        str(out),
+        "--hw",
+        "gemmini-256k-64k",
+        "--backend",
+        "timeloop",
+        "--workdir",
+        str(tmp_path / "w"),
+    ]
     build_lut.main(argv)
     rows = read_lut(out)
     assert len(rows) == 1 and rows[0]["backend"] == "timeloop" and rows[0]["tries"] == 2
     import json
+
     meta = json.loads(out.with_name("tl.meta.json").read_text())["gemmini-256k-64k"]
     assert meta["mapper_settings"]["victory_condition"] == 5000
     assert meta["tool_versions"]["timeloop-mapper"] == "fake-timeloop 0"

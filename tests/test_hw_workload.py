@@ -27,8 +27,16 @@ def test_op_list_structure():
     ops = arch_ops(a, sp)
     kinds = [o.kind for o in ops if o.layer == 0]
     assert kinds.count("layernorm") == 2 and kinds.count("residual") == 2
-    assert {"qkv", "attn_score", "attn_context", "out_proj", "ffn1", "ffn2", "softmax",
-            "gelu"} <= set(kinds)
+    assert {
+        "qkv",
+        "attn_score",
+        "attn_context",
+        "out_proj",
+        "ffn1",
+        "ffn2",
+        "softmax",
+        "gelu",
+    } <= set(kinds)
     qkv = next(o for o in ops if o.kind == "qkv")
     assert (qkv.M, qkv.K, qkv.N, qkv.count) == (512, 768, 768, 3)
     sc = next(o for o in ops if o.kind == "attn_score")

@@ -34,11 +34,25 @@ def costing(monkeypatch, tmp_path) -> list[str]:
 
 
 def test_help_lists_the_flags():
-    out = subprocess.run([sys.executable, "-m", "cosearch.search", "--help"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "cosearch.search", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0
-    for flag in ("--hw", "--checkpoint", "--objectives", "--max-ppl", "--max-latency-ms",
-                 "--resume", "--eval-tokens", "--regime", "--lut-dir", "--strict"):
+    for flag in (
+        "--hw",
+        "--checkpoint",
+        "--objectives",
+        "--max-ppl",
+        "--max-latency-ms",
+        "--resume",
+        "--eval-tokens",
+        "--regime",
+        "--lut-dir",
+        "--strict",
+    ):
         assert flag in out.stdout
 
 
@@ -46,8 +60,19 @@ def test_errors_say_what_to_do(tmp_path, capsys):
     assert main(["--preset", "tiny", "--hw", "gemmini-1k", "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
     assert "unknown hardware config 'gemmini-1k'" in err and "gemmini-64k-256k" in err
-    assert main(["--preset", "tiny", "--checkpoint", str(tmp_path / "none"),
-                 "--out", str(tmp_path / "b")]) == 2
+    assert (
+        main(
+            [
+                "--preset",
+                "tiny",
+                "--checkpoint",
+                str(tmp_path / "none"),
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 2
+    )
     assert "train_supernet" in capsys.readouterr().err
     assert main(["--hw", "gemmini-64k-256k"]) == 2
     assert "--checkpoint" in capsys.readouterr().err
@@ -59,8 +84,20 @@ def test_errors_say_what_to_do(tmp_path, capsys):
 
 def test_smoke_run_resume_and_wrong_preset(tiny_checkpoint, costing, tmp_path, capsys):
     out = tmp_path / "search"
-    base = ["--checkpoint", str(tiny_checkpoint), "--data-dir", str(DATA), "--quiet",
-            "--out", str(out), "--population", "8", "--generations", "2", *costing]
+    base = [
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--data-dir",
+        str(DATA),
+        "--quiet",
+        "--out",
+        str(out),
+        "--population",
+        "8",
+        "--generations",
+        "2",
+        *costing,
+    ]
     assert main(base) == 0, capsys.readouterr().err
     assert "front:" in capsys.readouterr().out
     pareto = json.loads((out / "pareto.json").read_text())
@@ -75,14 +112,38 @@ def test_smoke_run_resume_and_wrong_preset(tiny_checkpoint, costing, tmp_path, c
     gens = [json.loads(x)["generation"] for x in open(out / "metrics.jsonl")]
     assert gens == [0, 1, 2, 3]
     # A checkpoint of the tiny preset used as the cpu preset.
-    wrong = ["--preset", "cpu", "--checkpoint", str(tiny_checkpoint), "--data-dir", str(DATA),
-             "--quiet", "--out", str(tmp_path / "x"), *costing]
+    wrong = [
+        "--preset",
+        "cpu",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--data-dir",
+        str(DATA),
+        "--quiet",
+        "--out",
+        str(tmp_path / "x"),
+        *costing,
+    ]
     assert main(wrong) == 2
     assert "trained on search space 'tiny'" in capsys.readouterr().err
     # A LUT that does not exist: the error names the command that builds it.
-    missing = ["--checkpoint", str(tiny_checkpoint), "--data-dir", str(DATA), "--quiet",
-               "--out", str(tmp_path / "y"), "--backend", "lut", "--lut-dir",
-               str(tmp_path / "no_lut"), "--hw", "gemmini-256k-64k"]
+    missing = [
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--data-dir",
+        str(DATA),
+        "--quiet",
+        "--out",
+        str(tmp_path / "y"),
+        "--backend",
+        "lut",
+        "--lut-dir",
+        str(tmp_path / "no_lut"),
+        "--hw",
+        "gemmini-256k-64k",
+    ]
     assert main(missing) == 2
-    assert "python -m cosearch.build_lut --preset tiny --hw gemmini-256k-64k" in \
-        capsys.readouterr().err
+    assert (
+        "python -m cosearch.build_lut --preset tiny --hw gemmini-256k-64k"
+        in capsys.readouterr().err
+    )
