@@ -143,9 +143,8 @@ class ArchCost:
 
 def _portable(path: Path) -> str:
     """A table's path relative to the repository (no machine paths in run metadata)."""
-    root = Path(__file__).resolve().parent.parent.parent
     try:
-        return str(Path(path).resolve().relative_to(root))
+        return str(Path(path).resolve().relative_to(DEFAULT_LUT_DIR.parent))
     except ValueError:
         return Path(path).name
 
