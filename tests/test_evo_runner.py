@@ -100,6 +100,10 @@ def test_same_seed_identical_front_and_resume(tmp_path):
     assert c["front"] == a["front"]
     gens = [json.loads(x)["generation"] for x in open(tmp_path / "c" / "metrics.jsonl")]
     assert gens == list(range(7))  # no generation lost or repeated
+    # times cover both sessions: the evaluations done before the interruption still count
+    assert c["time"]["ppl_evals"] == a["time"]["ppl_evals"]
+    before = sum(json.loads(x)["time_s"] for x in open(tmp_path / "c" / "metrics.jsonl"))
+    assert c["time"]["search_s"] >= 0.9 * before
     other = replace(cfg, search=replace(cfg.search, seed=8))
     with pytest.raises(SearchError, match="differs"):
         _run(tmp_path / "c", config=other, resume=True)

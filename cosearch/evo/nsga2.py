@@ -88,6 +88,11 @@ class Result:
     fitness: list[tuple[float, ...]]
     history: list[dict] = field(default_factory=list)
     ref_point: tuple[float, ...] = ()
+    resumed_at: int = -1  # the generation loaded from the checkpoint (-1: a fresh run)
+
+    def prior_time_s(self) -> float:
+        """Wall time of the generations run before this session resumed."""
+        return sum(r["time_s"] for r in self.history if r["generation"] <= self.resumed_at)
 
 
 class Individual(list):
@@ -278,8 +283,10 @@ def evolve(
     """
     ckpt = Path(checkpoint) if checkpoint is not None else None
     loop = _Loop(problem, settings, ref_point, ckpt)
+    resumed_at = -1
     if resume and ckpt is not None and ckpt.exists():
         loop.load()
+        resumed_at = loop.generation
         log.info("resumed %s at generation %d", ckpt, loop.generation)
     else:
         loop.initial()
@@ -306,4 +313,5 @@ def evolve(
         fitness=[tuple(ind.fitness.values) for ind in loop.pop],
         history=loop.history,
         ref_point=loop.ref,
+        resumed_at=resumed_at,
     )

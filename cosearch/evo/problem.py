@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from cosearch.space import Arch, SearchSpace
@@ -346,10 +346,13 @@ class Problem:
         return {
             "evaluations": [ev.to_dict() for ev in self.cache.values()],
             "ppl": [[a.to_dict(), p] for a, p in self.ppl_cache.items()],
+            "timers": asdict(self.timers),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.ppl_cache.update({Arch.from_dict(a): float(p) for a, p in state["ppl"]})
+        if "timers" in state:  # time spent before the resume (absent in older checkpoints)
+            self.timers = Timers(**state["timers"])
         self.cache = {}
         for d in state["evaluations"]:
             ev = Evaluation.from_dict(d)

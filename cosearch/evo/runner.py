@@ -291,6 +291,7 @@ def run(
     ppl_cache: dict[Arch, float] = {}
     sources: dict[str, str] = {}
     histories: dict[str, list[dict]] = {}
+    prior_s = 0.0  # search time of earlier sessions of a resumed run
     metrics_path = workdir / METRICS_FILE
     for k, label in enumerate(labels):
         problem = Problem(
@@ -362,6 +363,7 @@ def run(
             raise _lut_hint(e, label, config) from None
         problems[label] = problem
         histories[label] = result.history
+        prior_s += result.prior_time_s()
 
     return _finish(
         config,
@@ -372,7 +374,7 @@ def run(
         evaluator,
         baseline_evaluator,
         checkpoint,
-        time.perf_counter() - t_start,
+        time.perf_counter() - t_start + prior_s,
         sources,
     )
 
