@@ -117,6 +117,12 @@ def test_two_hardware_configs_merge_fronts(tmp_path):
     assert (tmp_path / "m" / "state" / "gemmini-256k-64k.json").is_file()
     archs = {r["arch_id"] for r in csv.DictReader(open(tmp_path / "m" / "evaluated.csv"))}
     assert out["time"]["ppl_evals"] == len(archs)  # perplexity shared across hardware
+    # each config has its own front and baseline rows, even if the merged front lacks it
+    saved = json.load(open(tmp_path / "m" / "pareto.json"))
+    assert set(saved["fronts_by_hw"]) == {"gemmini-64k-256k", "gemmini-256k-64k"}
+    assert {r["hw"] for r in out["edp_reduction"]} == set(saved["fronts_by_hw"])
+    for hw, members in saved["fronts_by_hw"].items():
+        assert members and all(m["hw"] == hw for m in members)
 
 
 def test_hardware_genes_search(tmp_path):

@@ -360,8 +360,9 @@ def summary_markdown(
         "## EDP reduction vs baselines",
         "",
         "The front is non-dominated by search-subset perplexity over every evaluated "
-        "pair; the perplexities below are the re-evaluated validation ones where "
-        "available. Baselines run on the same hardware. For reference, the thesis "
+        "pair (with several fixed configs, each config's own front); the perplexities "
+        "below are the re-evaluated validation ones where available. Baselines run on "
+        "the same hardware. For reference, the thesis "
         "(paper space, Timeloop energy, RTL latency) reports 2.24x at +0.1 ppl and "
         "10.56x at +1 ppl vs the from-scratch largest model.",
         "",

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from cosearch.config import RunConfig
 from cosearch.evo import pareto
 from cosearch.evo.nsga2 import Settings, evolve
@@ -376,6 +378,7 @@ def run(
         checkpoint,
         time.perf_counter() - t_start + prior_s,
         sources,
+        progress,
     )
 
 
@@ -390,6 +393,7 @@ def _finish(
     checkpoint: str | None,
     elapsed: float,
     sources: dict[str, str],
+    progress: bool = False,
 ) -> dict:
     space = config.space
     evaluated: list[Evaluation] = [e for p in problems.values() for e in p.evaluations()]
@@ -405,15 +409,26 @@ def _finish(
             f"latency {min(lat, default=math.nan) * 1e3:.4g} ms over {len(evaluated)} pairs; "
             "relax --max-ppl / --max-latency-ms"
         )
+    # With several fixed configs, each also gets its own front: the thesis's per-config
+    # table compares archs on one hardware, whose members the merged front may lack.
+    hw_fronts: dict[str, list[Evaluation]] = {}
+    if "hw-search" not in problems and len(problems) > 1:
+        for label in problems:
+            hw_fronts[label] = pareto.pareto_front(
+                [e for e in evaluated if e.hw == label], objectives
+            )
+    members = [*front, *(e for f in hw_fronts.values() for e in f)]
+    to_eval = list({id(e): e for e in members}.values())
     t_final = time.perf_counter()
     final_tokens = options.final_tokens or None
     if options.final_eval:
         log.info(
-            "re-evaluating %d front members on the valid and test splits (%s tokens)",
-            len(front),
+            "re-evaluating %d front members (%d archs) on the valid and test splits (%s tokens)",
+            len(to_eval),
+            len({e.arch for e in to_eval}),
             final_tokens or "all",
         )
-        for e in front:
+        for e in tqdm(to_eval, desc="final re-evaluation", disable=not progress, leave=False):
             e.extra["ppl_valid"] = float(evaluator.perplexity(e.arch, "valid", final_tokens))
             e.extra["ppl_test"] = float(evaluator.perplexity(e.arch, "test", final_tokens))
     final_s = time.perf_counter() - t_final
@@ -433,7 +448,7 @@ def _finish(
         scratch_ppl = float(baseline_evaluator.perplexity(arch, "valid", final_tokens))
     baselines: list[pareto.Baseline] = []
     any_problem = next(iter(problems.values()))
-    for hw in sorted({e.hw for e in front}):
+    for hw in sorted({e.hw for e in front} | set(hw_fronts)):
         problem = next((p for p in problems.values() if hw in p.hw_configs), any_problem)
         (b,) = problem.evaluate_pairs([(largest, problem.hw_config(hw))])
         ppl = (
@@ -452,7 +467,9 @@ def _finish(
     # Files.
     pareto.write_csv(workdir / "evaluated.csv", evaluated)
     pareto.write_csv(workdir / "pareto.csv", front)
-    reductions = [r for b in baselines for r in pareto.edp_reductions(front, b)]
+    reductions = [
+        r for b in baselines for r in pareto.edp_reductions(hw_fronts.get(b.hw, front), b)
+    ]
     het = pareto.heterogeneity(front)
     timers = {k: asdict(p.timers) for k, p in problems.items()}
     ppl_s = sum(t["ppl_s"] for t in timers.values())
@@ -478,6 +495,7 @@ def _finish(
             "seed": config.search.seed,
             "checkpoint": checkpoint,
             "front": [e.to_dict() for e in front],
+            "fronts_by_hw": {h: [e.to_dict() for e in f] for h, f in hw_fronts.items()},
             "baselines": [asdict(b) for b in baselines],
             "edp_reduction": reductions,
             "heterogeneity": het,
