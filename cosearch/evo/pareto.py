@@ -103,12 +103,17 @@ class Baseline:
     energy_J: float = math.nan
 
 
-def edp_reductions(front: Sequence[Evaluation], baseline: Baseline) -> list[dict]:
-    """For each perplexity budget: the front member (on the baseline's hardware) with the
-    lowest EDP whose perplexity is within the budget, and the EDP reduction factor."""
+def edp_reductions(
+    front: Sequence[Evaluation],
+    baseline: Baseline,
+    thresholds: Sequence[tuple[str, float, bool]] = THRESHOLDS,
+) -> list[dict]:
+    """For each perplexity budget (label, delta, relative?): the front member (on the
+    baseline's hardware) with the lowest EDP whose perplexity is within the budget, and
+    the EDP reduction factor."""
     rows = []
     members = [e for e in front if e.hw == baseline.hw]
-    for label, delta, relative in THRESHOLDS:
+    for label, delta, relative in thresholds:
         limit = baseline.ppl * (1 + delta) if relative else baseline.ppl + delta
         ok = [e for e in members if report_ppl(e) <= limit]
         best = min(ok, key=lambda e: e.edp) if ok else None

@@ -1,0 +1,261 @@
+"""Joint arch + buffer-split search vs fixed configs, and the buffer heat map (report.md).
+
+    python experiments/hw_cosearch/analyse.py --results experiments/hw_cosearch/results \
+        --fixed experiments/thesis_cpu/results/seed0
+
+Reads `<results>/<regime>/pareto.json` and `evaluated.csv` of each `--hw search` run and the
+fixed-config run of `--fixed` (per-config fronts in its pareto.json), and writes to
+`<results>`: `table.md`, `summary.json`, `heatmap.png` and `front_hw.png`.
+
+Two comparisons:
+- fronts (re-evaluated validation perplexity): lowest EDP within each perplexity budget of
+  the joint front vs each fixed-config front, against the supernet's largest arch on the
+  thesis config gemmini-64k-256k;
+- heat map (search perplexity, the same arch pool for every point): every arch the joint
+  search evaluated is costed on every (scratchpad, accumulator) point of the grid; each cell
+  is the lowest EDP among archs within the budget, relative to the largest arch on
+  gemmini-64k-256k. Its minimum is the best fixed config for that pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cosearch.config import get_preset  # noqa: E402
+from cosearch.evo.pareto import THRESHOLDS, report_ppl  # noqa: E402
+from cosearch.evo.problem import Evaluation  # noqa: E402
+from cosearch.evo.runner import SearchOptions, make_coster  # noqa: E402
+from cosearch.hw.gemmini import DEFAULT_HW_SPACE, get_hw  # noqa: E402
+from cosearch.runinfo import git_commit, write_json_atomic, write_text_atomic  # noqa: E402
+from cosearch.space import Arch  # noqa: E402
+
+THESIS_HW = "gemmini-64k-256k"
+HEAT_BUDGETS = (0.01, 0.05)  # relative search-perplexity budgets of the heat maps
+
+
+def _md_table(header: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return out + ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+
+
+def _load(path: Path) -> dict:
+    d = json.loads((path / "pareto.json").read_text())
+    d["front"] = [Evaluation.from_dict(m) for m in d["front"]]
+    d["fronts_by_hw"] = {
+        h: [Evaluation.from_dict(m) for m in f] for h, f in d.get("fronts_by_hw", {}).items()
+    }
+    return d
+
+
+def _best(front: list[Evaluation], limit: float) -> Evaluation | None:
+    ok = [e for e in front if report_ppl(e) <= limit]
+    return min(ok, key=lambda e: e.edp) if ok else None
+
+
+def _pool(path: Path) -> dict[Arch, float]:
+    """Every arch the search evaluated, with its search perplexity."""
+    pool = {}
+    with open(path / "evaluated.csv") as f:
+        for r in csv.DictReader(f):
+            arch = Arch(
+                int(r["n_layers"]),
+                int(r["d_model"]),
+                tuple(int(x) for x in r["heads"].split("|")),
+                tuple(int(x) for x in r["d_ffn"].split("|")),
+            )
+            pool[arch] = float(r["ppl_search"])
+    return pool
+
+
+def heat(pool: dict[Arch, float], preset: str, regime: str, budget: float) -> dict:
+    config = get_preset(preset)
+    coster = make_coster(config, SearchOptions(regime=regime))
+    archs = list(pool)
+    largest = config.space.largest()
+    limit = pool[largest] * (1 + budget)
+    ok = [a for a in archs if pool[a] <= limit]
+    (ref,) = coster.cost_many([largest], THESIS_HW)
+    cells = {}
+    for hw in DEFAULT_HW_SPACE.configs():
+        costs = coster.cost_many(ok, hw)
+        k = int(np.argmin([c.edp for c in costs]))
+        cells[hw.name] = {
+            "sp_kib": hw.sp_kib,
+            "acc_kib": hw.acc_kib,
+            "edp": costs[k].edp,
+            "rel": costs[k].edp / ref.edp,
+            "arch": ok[k].short(),
+        }
+    return {"budget": budget, "limit": limit, "n_pool": len(archs), "n_ok": len(ok), "cells": cells}
+
+
+def plot_heat(maps: dict[str, dict], path: Path) -> None:
+    sps, accs = DEFAULT_HW_SPACE.sp_kib, DEFAULT_HW_SPACE.acc_kib
+    fig, axes = plt.subplots(1, len(maps), figsize=(5.5 * len(maps), 4.6), squeeze=False)
+    for ax, (title, m) in zip(axes[0], maps.items()):
+        grid = np.full((len(sps), len(accs)), np.nan)
+        for c in m["cells"].values():
+            grid[sps.index(c["sp_kib"]), accs.index(c["acc_kib"])] = c["rel"]
+        im = ax.imshow(grid, origin="lower", cmap="viridis_r")
+        best = np.nanargmin(grid)
+        for (i, j), v in np.ndenumerate(grid):
+            if np.isfinite(v):
+                bold = (i * grid.shape[1] + j) == best
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.3f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="w" if v > np.nanmedian(grid) else "k",
+                    fontweight="bold" if bold else "normal",
+                )
+        ax.set_xticks(range(len(accs)), [str(a) for a in accs])
+        ax.set_yticks(range(len(sps)), [str(s) for s in sps])
+        ax.set_xlabel("accumulator (KiB)")
+        ax.set_ylabel("scratchpad (KiB)")
+        ax.set_title(title, fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8, label=f"EDP / largest arch on {THESIS_HW}")
+    fig.suptitle("best arch's EDP at each buffer split (blank: over the 320 KiB budget)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_front_hw(runs: dict[str, dict], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4.5), squeeze=False)
+    for ax, (regime, d) in zip(axes[0], runs.items()):
+        by_hw: dict[str, list[Evaluation]] = {}
+        for e in d["front"]:
+            by_hw.setdefault(e.hw, []).append(e)
+        for hw, es in sorted(by_hw.items(), key=lambda kv: -len(kv[1])):
+            ax.plot(
+                [e.edp for e in es],
+                [report_ppl(e) for e in es],
+                "o",
+                ms=4,
+                label=f"{hw} ({len(es)})",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("EDP per sequence (J·s, modelled)")
+        ax.set_ylabel("validation perplexity (re-evaluated)")
+        ax.set_title(f"joint front, {regime} regime: hardware of each member", fontsize=9)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--results", type=Path, required=True, help="this study's results directory")
+    ap.add_argument("--fixed", type=Path, help="a fixed-config search run (optimal regime)")
+    args = ap.parse_args()
+    runs = {p.parent.name: _load(p.parent) for p in sorted(args.results.glob("*/pareto.json"))}
+    if not runs:
+        raise SystemExit(
+            f"no */pareto.json under {args.results}; run experiments/hw_cosearch/run.sh"
+        )
+    fixed = _load(args.fixed) if args.fixed else None
+
+    lines = [
+        "# hw_cosearch: joint arch + buffer-split search",
+        "",
+        f"commit {git_commit()}; SRAM budget 320 KiB (scratchpad + accumulator); "
+        f"EDP reductions against the supernet's largest arch on {THESIS_HW}.",
+        "",
+    ]
+    rows, summary = [], {"runs": {}, "git_commit": git_commit()}
+    for regime, d in runs.items():
+        base = next(b for b in d["baselines"] if b["name"] == "supernet largest")
+        cfg = get_preset(d["preset"])
+        coster = make_coster(cfg, SearchOptions(regime=d["regime"]))
+        (ref,) = coster.cost_many([cfg.space.largest()], THESIS_HW)
+        fronts = {"joint (--hw search)": d["front"]}
+        if fixed is not None and fixed["regime"] == d["regime"]:
+            fronts.update({f"fixed {h}": f for h, f in fixed["fronts_by_hw"].items()})
+        for label, delta, relative in THRESHOLDS:
+            limit = base["ppl"] * (1 + delta) if relative else base["ppl"] + delta
+            for name, front in fronts.items():
+                b = _best(front, limit)
+                rows.append(
+                    [
+                        d["regime"],
+                        label,
+                        name,
+                        b.arch.short() if b else "–",
+                        b.hw if b else "–",
+                        f"{report_ppl(b):.2f}" if b else "–",
+                        f"{ref.edp / b.edp:.2f}×" if b else "none within budget",
+                    ]
+                )
+        hw_count: dict[str, int] = {}
+        for e in d["front"]:
+            hw_count[e.hw] = hw_count.get(e.hw, 0) + 1
+        summary["runs"][regime] = {
+            "regime": d["regime"],
+            "largest_ppl": base["ppl"],
+            "largest_edp_thesis_hw": ref.edp,
+            "front_hw_counts": hw_count,
+            "time": d["time"],
+        }
+    lines += _md_table(
+        ["regime", "budget", "front", "best arch", "hw", "ppl", "EDP reduction"], rows
+    )
+
+    lines += ["", "## Hardware of the joint fronts", ""]
+    for regime, s in summary["runs"].items():
+        counts = ", ".join(
+            f"{h}: {n}" for h, n in sorted(s["front_hw_counts"].items(), key=lambda kv: -kv[1])
+        )
+        sp_acc = [get_hw(h) for h in s["front_hw_counts"]]
+        big_acc = sum(
+            n for h, n in s["front_hw_counts"].items() if get_hw(h).acc_kib > get_hw(h).sp_kib
+        )
+        lines.append(
+            f"- {regime}: {counts} — {big_acc} of {sum(s['front_hw_counts'].values())} "
+            f"members have a larger accumulator than scratchpad "
+            f"({len(sp_acc)} distinct configs)"
+        )
+
+    maps = {}
+    lines += ["", "## Heat map: best arch's EDP at each buffer split", ""]
+    for regime, d in runs.items():
+        pool = _pool(args.results / regime)
+        for budget in HEAT_BUDGETS:
+            m = heat(pool, d["preset"], d["regime"], budget)
+            key = f"{d['regime']} regime, search ppl within +{budget:.0%} of the largest"
+            maps[key] = m
+            best = min(m["cells"].items(), key=lambda kv: kv[1]["edp"])
+            worst = max(m["cells"].items(), key=lambda kv: kv[1]["edp"])
+            lines.append(
+                f"- {key}: {m['n_ok']} of {m['n_pool']} archs qualify; best config "
+                f"{best[0]} ({best[1]['rel']:.3f} of the largest on {THESIS_HW}, arch "
+                f"{best[1]['arch']}), worst {worst[0]} ({worst[1]['rel']:.3f}); "
+                f"{THESIS_HW}: {m['cells'][THESIS_HW]['rel']:.3f}, gemmini-256k-64k: "
+                f"{m['cells']['gemmini-256k-64k']['rel']:.3f}"
+            )
+    summary["heatmaps"] = maps
+    plot_heat(
+        {k: v for k, v in maps.items() if f"+{HEAT_BUDGETS[0]:.0%}" in k},
+        args.results / "heatmap.png",
+    )
+    plot_front_hw(runs, args.results / "front_hw.png")
+    write_text_atomic(args.results / "table.md", "\n".join(lines) + "\n")
+    write_json_atomic(args.results / "summary.json", summary)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# hw_cosearch: joint search of the arch and the Gemmini buffer split under the thesis's SRAM
+# budget (scratchpad + accumulator <= 320 KiB), in both mapping regimes (see report.md),
+# then the comparison with the fixed-config searches of experiments/thesis_cpu (seed 0) and
+# the heat map of the best arch's EDP at every (scratchpad, accumulator) point.
+# Needs COSEARCH_DATA and the committed cpu supernet. Each search resumes if interrupted.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=experiments/hw_cosearch/results
+for regime in optimal gemmini-tiler; do
+  dir=$OUT/$regime
+  resume=()
+  [[ -d $dir/state ]] && resume=(--resume)
+  python -m cosearch.search --checkpoint checkpoints/supernet-cpu \
+    --baseline-checkpoint checkpoints/scratch-cpu --hw search --hw-budget-kib 320 \
+    --regime "$regime" --seed 0 --eval-tokens 2048 --final-tokens 20000 \
+    --out "$dir" "${resume[@]}" "$@"
+done
+python experiments/hw_cosearch/analyse.py --results "$OUT" \
+  --fixed experiments/thesis_cpu/results/seed0

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# thesis_cpu: the thesis's study on the cpu preset (see report.md). Three NSGA-II seeds, each
+# searching gemmini-64k-256k and gemmini-256k-64k (the thesis's config and Gemmini's default)
+# over the committed cpu supernet, with the committed from-scratch largest model as baseline,
+# then the seed table and plots. Needs COSEARCH_DATA. Each seed resumes if interrupted.
+# To retrain both models first (about 40 min here):
+#   python -m cosearch.train_supernet --preset cpu --workdir runs/supernet-cpu
+#   python -m cosearch.train_supernet --preset cpu --from-scratch largest --workdir runs/scratch-cpu
+# and pass SUPERNET=runs/supernet-cpu SCRATCH=runs/scratch-cpu.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SUPERNET=${SUPERNET:-checkpoints/supernet-cpu}
+SCRATCH=${SCRATCH:-checkpoints/scratch-cpu}
+OUT=experiments/thesis_cpu/results
+for seed in ${SEEDS:-0 1 2}; do
+  dir=$OUT/seed$seed
+  resume=()
+  [[ -d $dir/state ]] && resume=(--resume)
+  python -m cosearch.search --checkpoint "$SUPERNET" --baseline-checkpoint "$SCRATCH" \
+    --hw gemmini-64k-256k,gemmini-256k-64k --seed "$seed" \
+    --eval-tokens 2048 --final-tokens 20000 --out "$dir" "${resume[@]}" "$@"
+done
+python experiments/thesis_cpu/analyse.py "$OUT"
