@@ -150,6 +150,14 @@ def test_evaluator_caches_and_from_scratch(tiny_config, tiny_checkpoint, tmp_pat
     assert ev.perplexity(space.largest(), "valid") == p1
     assert (tiny_checkpoint / "ppl_cache.json").is_file()
     assert ev.perplexity(space.smallest(), "test", max_tokens=40) > 1
+    # two processes on one checkpoint: each save keeps the other's entries
+    other = load_evaluator(tiny_checkpoint)
+    ev.perplexity(space.smallest(), "valid", max_tokens=24)
+    other.perplexity(space.largest(), "test", max_tokens=24)
+    saved = json.loads((tiny_checkpoint / "ppl_cache.json").read_text())
+    assert {ev._key(space.smallest(), "valid", 24), ev._key(space.largest(), "test", 24)} <= set(
+        saved
+    )
     run(tiny_config, tmp_path / "fs", from_scratch=space.smallest())
     fs = load_evaluator(tmp_path / "fs")
     assert fs.perplexity(space.smallest()) > 1

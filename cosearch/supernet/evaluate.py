@@ -176,6 +176,13 @@ class Evaluator:
         return self._cache[key]
 
     def save_cache(self) -> None:
+        """Write the cache, merged with what other processes (parallel searches on the
+        same checkpoint) saved meanwhile, so that none of them loses the others' entries."""
+        try:
+            on_disk = json.loads(self._cache_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            on_disk = {}
+        self._cache = {**on_disk, **self._cache}
         try:
             write_json_atomic(self._cache_path, self._cache)
         except OSError as e:  # a read-only checkpoint (e.g. committed) still evaluates
