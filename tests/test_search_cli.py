@@ -105,7 +105,9 @@ def test_smoke_run_resume_and_wrong_preset(tiny_checkpoint, costing, tmp_path, c
     assert all(f["ppl_valid"] > 1 and f["edp"] > 0 for f in pareto["front"])
     assert (out / "summary.md").is_file() and (out / "ppl_vs_edp.png").is_file()
     if costing:  # the toy LUT was used, not the model
-        assert pareto["cost_source"]["gemmini-64k-256k"].endswith("gemmini-64k-256k.csv")
+        source = pareto["cost_source"]["gemmini-64k-256k"]
+        assert source.endswith("gemmini-64k-256k.csv")
+        assert not source.startswith("/") and str(tmp_path) not in source  # no machine paths
     # More generations of the same run, resumed from its checkpoint.
     argv = [a if a != "2" else "3" for a in base]
     assert main([*argv, "--resume"]) == 0, capsys.readouterr().err

@@ -161,8 +161,10 @@ def cost_source(coster: Any, hw: Any) -> str:
     table_for = getattr(coster, "table_for", None)
     if table_for is None:
         return type(coster).__name__
+    from cosearch.hw.lut import portable_path
+
     table = table_for(hw)
-    return str(table.path) if table is not None else "analytical model (no LUT)"
+    return portable_path(table.path) if table is not None else "analytical model (no LUT)"
 
 
 def _anchors(problem: Problem, hws: Sequence[Any]) -> list[Evaluation]:

@@ -141,7 +141,7 @@ class ArchCost:
         )
 
 
-def _portable(path: Path) -> str:
+def portable_path(path: str | Path) -> str:
     """A table's path relative to the repository (no machine paths in run metadata)."""
     try:
         return str(Path(path).resolve().relative_to(DEFAULT_LUT_DIR.parent))
@@ -213,7 +213,7 @@ class Coster:
         """Which table each config used so far (path, or 'analytical <regime>'), for run
         metadata; plus the number of analytical fallbacks."""
         out = {
-            hw.name: (_portable(t.path) if t is not None else f"analytical {self.regime}")
+            hw.name: (portable_path(t.path) if t is not None else f"analytical {self.regime}")
             for hw, t in self._tables.items()
         }
         out["fallbacks"] = str(self.fallbacks)
