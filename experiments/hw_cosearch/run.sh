@@ -16,5 +16,9 @@ for regime in optimal gemmini-tiler; do
     --regime "$regime" --seed 0 --eval-tokens 2048 --final-tokens 20000 \
     --out "$dir" "${resume[@]}" "$@"
 done
-python experiments/hw_cosearch/analyse.py --results "$OUT" \
-  --fixed experiments/thesis_cpu/results/seed0
+fixed=experiments/thesis_cpu/results/seed0  # from experiments/thesis_cpu/run.sh
+if [[ -f $fixed/pareto.json ]]; then
+  python experiments/hw_cosearch/analyse.py --results "$OUT" --fixed "$fixed"
+else
+  python experiments/hw_cosearch/analyse.py --results "$OUT"
+fi
