@@ -117,7 +117,9 @@ def plot_heat(maps: dict[str, dict], path: Path) -> None:
                     ha="center",
                     va="center",
                     fontsize=7,
-                    color="w" if v > np.nanmedian(grid) else "k",
+                    color="k"
+                    if np.dot(im.cmap(im.norm(v))[:3], (0.299, 0.587, 0.114)) > 0.5
+                    else "w",
                     fontweight="bold" if bold else "normal",
                 )
         ax.set_xticks(range(len(accs)), [str(a) for a in accs])
