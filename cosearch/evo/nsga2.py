@@ -90,10 +90,6 @@ class Result:
     ref_point: tuple[float, ...] = ()
     resumed_at: int = -1  # the generation loaded from the checkpoint (-1: a fresh run)
 
-    def prior_time_s(self) -> float:
-        """Wall time of the generations run before this session resumed."""
-        return sum(r["time_s"] for r in self.history if r["generation"] <= self.resumed_at)
-
 
 class Individual(list):
     """A genome (list of choice indices) with a DEAP fitness; no global `creator`."""

@@ -8,6 +8,7 @@ vectors) and writes files. All objectives are minimised.
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cosearch.runinfo import write_csv_atomic, write_json_atomic, write_text_atomic
+from cosearch.space import Arch
 
 if TYPE_CHECKING:
     from cosearch.evo.problem import Evaluation
@@ -206,6 +208,26 @@ def _csv_row(e: Evaluation) -> dict:
 
 def write_csv(path: str | os.PathLike, evals: Sequence[Evaluation]) -> None:
     write_csv_atomic(path, CSV_FIELDS, (_csv_row(e) for e in evals))
+
+
+def read_search_ppl(path: str | os.PathLike) -> dict[Arch, float]:
+    """Every arch of an `evaluated.csv` (written by `write_csv`) with its search perplexity."""
+    with open(path, newline="") as f:
+        return {
+            Arch(
+                int(r["n_layers"]),
+                int(r["d_model"]),
+                tuple(int(x) for x in r["heads"].split("|")),
+                tuple(int(x) for x in r["d_ffn"].split("|")),
+            ): float(r["ppl_search"])
+            for r in csv.DictReader(f)
+        }
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """Lines of a Markdown table."""
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return out + ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -32,7 +32,7 @@ from cosearch.evo.problem import (
     Problem,
     SearchError,
 )
-from cosearch.runinfo import git_commit
+from cosearch.runinfo import git_commit, write_json_atomic
 from cosearch.space import Arch
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 STATE_DIR = "state"
 METRICS_FILE = "metrics.jsonl"
+TIME_FILE = "time.json"
 HW_SEARCH = "search"
 TRAIN_HINT = (
     "train one with `python -m cosearch.train_supernet --preset PRESET "
@@ -295,7 +296,11 @@ def run(
     ppl_cache: dict[Arch, float] = {}
     sources: dict[str, str] = {}
     histories: dict[str, list[dict]] = {}
-    prior_s = 0.0  # search time of earlier sessions of a resumed run
+    # Search time of earlier sessions of a resumed run, saved with every generation.
+    time_path = workdir / STATE_DIR / TIME_FILE
+    prior_s = 0.0
+    if resume and time_path.is_file():
+        prior_s = float(json.loads(time_path.read_text()).get("search_s", 0.0))
     metrics_path = workdir / METRICS_FILE
     for k, label in enumerate(labels):
         problem = Problem(
@@ -342,6 +347,7 @@ def run(
         def on_gen(gen: int, row: dict, label: str = label) -> None:
             with open(metrics_path, "a") as f:
                 f.write(json.dumps({"run": label, **row}) + "\n")
+            write_json_atomic(time_path, {"search_s": prior_s + time.perf_counter() - t_start})
             if on_generation is not None:
                 on_generation(label, gen, row)
 
@@ -367,7 +373,6 @@ def run(
             raise _lut_hint(e, label, config) from None
         problems[label] = problem
         histories[label] = result.history
-        prior_s += result.prior_time_s()
 
     return _finish(
         config,

@@ -20,7 +20,6 @@ Two comparisons:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -31,7 +30,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cosearch.config import get_preset  # noqa: E402
-from cosearch.evo.pareto import THRESHOLDS, report_ppl  # noqa: E402
+from cosearch.evo.pareto import (  # noqa: E402
+    THRESHOLDS,
+    markdown_table,
+    read_search_ppl,
+    report_ppl,
+)
 from cosearch.evo.problem import Evaluation  # noqa: E402
 from cosearch.evo.runner import SearchOptions, make_coster  # noqa: E402
 from cosearch.hw.gemmini import DEFAULT_HW_SPACE, get_hw  # noqa: E402
@@ -40,11 +44,6 @@ from cosearch.space import Arch  # noqa: E402
 
 THESIS_HW = "gemmini-64k-256k"
 HEAT_BUDGETS = (0.01, 0.05)  # relative search-perplexity budgets of the heat maps
-
-
-def _md_table(header: list[str], rows: list[list]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return out + ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
 
 
 def _load(path: Path) -> dict:
@@ -59,21 +58,6 @@ def _load(path: Path) -> dict:
 def _best(front: list[Evaluation], limit: float) -> Evaluation | None:
     ok = [e for e in front if report_ppl(e) <= limit]
     return min(ok, key=lambda e: e.edp) if ok else None
-
-
-def _pool(path: Path) -> dict[Arch, float]:
-    """Every arch the search evaluated, with its search perplexity."""
-    pool = {}
-    with open(path / "evaluated.csv") as f:
-        for r in csv.DictReader(f):
-            arch = Arch(
-                int(r["n_layers"]),
-                int(r["d_model"]),
-                tuple(int(x) for x in r["heads"].split("|")),
-                tuple(int(x) for x in r["d_ffn"].split("|")),
-            )
-            pool[arch] = float(r["ppl_search"])
-    return pool
 
 
 def heat(pool: dict[Arch, float], preset: str, regime: str, budget: float) -> dict:
@@ -212,7 +196,7 @@ def main() -> None:
             "front_hw_counts": hw_count,
             "time": d["time"],
         }
-    lines += _md_table(
+    lines += markdown_table(
         ["regime", "budget", "front", "best arch", "hw", "ppl", "EDP reduction"], rows
     )
 
@@ -234,7 +218,7 @@ def main() -> None:
     maps = {}
     lines += ["", "## Heat map: best arch's EDP at each buffer split", ""]
     for regime, d in runs.items():
-        pool = _pool(args.results / regime)
+        pool = read_search_ppl(args.results / regime / "evaluated.csv")
         for budget in HEAT_BUDGETS:
             m = heat(pool, d["preset"], d["regime"], budget)
             key = f"{d['regime']} regime, search ppl within +{budget:.0%} of the largest"

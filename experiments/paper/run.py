@@ -25,7 +25,6 @@ Searches (seed 0, 40 x 40, the paper preset's settings): the two thesis configs
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
 import json
 import math
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from cosearch.config import get_preset
+from cosearch.evo.pareto import read_search_ppl
 from cosearch.evo.runner import SearchOptions, run
 from cosearch.runinfo import git_commit, write_json_atomic, write_text_atomic
 from cosearch.space import PRESETS, Arch, SearchSpace
@@ -75,15 +75,7 @@ def features(space: SearchSpace, arch: Arch) -> np.ndarray:
 def _read_pool(pattern: str) -> dict[Arch, float]:
     pool: dict[Arch, float] = {}
     for path in sorted(glob.glob(pattern)):
-        with open(path) as f:
-            for r in csv.DictReader(f):
-                arch = Arch(
-                    int(r["n_layers"]),
-                    int(r["d_model"]),
-                    tuple(int(x) for x in r["heads"].split("|")),
-                    tuple(int(x) for x in r["d_ffn"].split("|")),
-                )
-                pool[arch] = float(r["ppl_search"])
+        pool.update(read_search_ppl(path))
     return pool
 
 

@@ -23,7 +23,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cosearch.evo.pareto import THRESHOLDS, Baseline, edp_reductions, heterogeneity  # noqa: E402
+from cosearch.evo.pareto import (  # noqa: E402
+    THRESHOLDS,
+    Baseline,
+    edp_reductions,
+    heterogeneity,
+    markdown_table,
+)
 from cosearch.evo.problem import Evaluation  # noqa: E402
 from cosearch.runinfo import git_commit, write_json_atomic, write_text_atomic  # noqa: E402
 
@@ -64,11 +70,6 @@ def _fmt(s: dict) -> str:
     if not s["n"]:
         return "none within budget"
     return f"{s['mean']:.2f}× ± {s['std']:.2f} (min {s['min']:.2f}, max {s['max']:.2f}, n={s['n']})"
-
-
-def _md_table(header: list[str], rows: list[list]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return out + ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
 
 
 def table_rows(runs: dict[int, dict]) -> list[dict]:
@@ -199,7 +200,7 @@ def main() -> None:
         "re-evaluated validation ones. Thesis (paper scale): 2.24× at +0.1 ppl, 10.56× at +1 ppl.",
         "",
     ]
-    lines += _md_table(
+    lines += markdown_table(
         ["hw", "baseline", "budget", "reduction, mean ± std over seeds", "per seed", "best archs"],
         [
             [
@@ -223,7 +224,7 @@ def main() -> None:
     if sup and scr:
         lines.append(f"- ratio supernet / scratch: {sup / scr:.3f}")
     lines += ["", "## Layer heterogeneity of the fronts (both configs)", ""]
-    lines += _md_table(
+    lines += markdown_table(
         ["seed", "members", "multi-layer ones mixing shapes", "distinct heads", "distinct FFN"]
         + ["heads used", "FFN used"],
         [
@@ -233,7 +234,7 @@ def main() -> None:
         ],
     )
     lines += ["", "## Time per seed (s)", ""]
-    lines += _md_table(
+    lines += markdown_table(
         ["seed", "search", "perplexity evals", "final re-evaluation", "n perplexity evals"],
         [
             [seed, f"{t['search_s']:.0f}", f"{t['ppl_eval_s']:.0f}", f"{t['final_eval_s']:.0f}"]
