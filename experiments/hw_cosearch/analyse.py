@@ -1,10 +1,12 @@
 """Joint arch + buffer-split search vs fixed configs, and the buffer heat map (report.md).
 
     python experiments/hw_cosearch/analyse.py --results experiments/hw_cosearch/results \
-        --fixed experiments/thesis_cpu/results/seed0
+        --fixed experiments/thesis_cpu/results/seed0 \
+        --fixed experiments/hw_cosearch/results/fixed-tiler
 
-Reads `<results>/<regime>/pareto.json` and `evaluated.csv` of each `--hw search` run and the
-fixed-config run of `--fixed` (per-config fronts in its pareto.json), and writes to
+Reads `<results>/*/pareto.json` and `evaluated.csv` of each `--hw search` run and the
+fixed-config runs of `--fixed` (per-config fronts in their pareto.json, compared with the
+joint run of the same mapping regime), and writes to
 `<results>`: `table.md`, `summary.json`, `heatmap.png` and `front_hw.png`.
 
 Two comparisons:
@@ -146,14 +148,21 @@ def plot_front_hw(runs: dict[str, dict], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--results", type=Path, required=True, help="this study's results directory")
-    ap.add_argument("--fixed", type=Path, help="a fixed-config search run (optimal regime)")
+    ap.add_argument(
+        "--fixed",
+        type=Path,
+        action="append",
+        default=[],
+        help="a fixed-config search run to compare with (repeatable; matched by regime)",
+    )
     args = ap.parse_args()
-    runs = {p.parent.name: _load(p.parent) for p in sorted(args.results.glob("*/pareto.json"))}
+    loaded = {p.parent.name: _load(p.parent) for p in sorted(args.results.glob("*/pareto.json"))}
+    runs = {k: d for k, d in loaded.items() if d["hw"] == "search"}
     if not runs:
         raise SystemExit(
             f"no */pareto.json under {args.results}; run experiments/hw_cosearch/run.sh"
         )
-    fixed = _load(args.fixed) if args.fixed else None
+    fixed_runs = [_load(f) for f in args.fixed]
 
     lines = [
         "# hw_cosearch: joint arch + buffer-split search",
@@ -169,8 +178,9 @@ def main() -> None:
         coster = make_coster(cfg, SearchOptions(regime=d["regime"]))
         (ref,) = coster.cost_many([cfg.space.largest()], THESIS_HW)
         fronts = {"joint (--hw search)": d["front"]}
-        if fixed is not None and fixed["regime"] == d["regime"]:
-            fronts.update({f"fixed {h}": f for h, f in fixed["fronts_by_hw"].items()})
+        for fixed in fixed_runs:
+            if fixed["regime"] == d["regime"]:
+                fronts.update({f"fixed {h}": f for h, f in fixed["fronts_by_hw"].items()})
         for label, delta, relative in THRESHOLDS:
             limit = base["ppl"] * (1 + delta) if relative else base["ppl"] + delta
             for name, front in fronts.items():

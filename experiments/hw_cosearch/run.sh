@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # hw_cosearch: joint search of the arch and the Gemmini buffer split under the thesis's SRAM
 # budget (scratchpad + accumulator <= 320 KiB), in both mapping regimes (see report.md),
-# then the comparison with the fixed-config searches of experiments/thesis_cpu (seed 0) and
+# then the same search on the two fixed thesis configs in the gemmini-tiler regime, the
+# comparison with the fixed-config fronts (optimal regime: experiments/thesis_cpu seed 0) and
 # the heat map of the best arch's EDP at every (scratchpad, accumulator) point.
 # Needs COSEARCH_DATA and the committed cpu supernet. Each search resumes if interrupted.
 set -euo pipefail
@@ -16,9 +17,16 @@ for regime in optimal gemmini-tiler; do
     --regime "$regime" --seed 0 --eval-tokens 2048 --final-tokens 20000 \
     --out "$dir" "${resume[@]}" "$@"
 done
-fixed=experiments/thesis_cpu/results/seed0  # from experiments/thesis_cpu/run.sh
-if [[ -f $fixed/pareto.json ]]; then
-  python experiments/hw_cosearch/analyse.py --results "$OUT" --fixed "$fixed"
-else
-  python experiments/hw_cosearch/analyse.py --results "$OUT"
-fi
+# The fixed thesis configs in the gemmini-tiler regime (the optimal-regime ones are
+# experiments/thesis_cpu's seed 0, compared with when present).
+dir=$OUT/fixed-tiler
+resume=()
+[[ -d $dir/state ]] && resume=(--resume)
+python -m cosearch.search --checkpoint checkpoints/supernet-cpu \
+  --baseline-checkpoint checkpoints/scratch-cpu --hw gemmini-64k-256k,gemmini-256k-64k \
+  --regime gemmini-tiler --seed 0 --eval-tokens 2048 --final-tokens 20000 \
+  --out "$dir" "${resume[@]}" "$@"
+fixed=(--fixed "$dir")
+thesis=experiments/thesis_cpu/results/seed0  # from experiments/thesis_cpu/run.sh
+[[ -f $thesis/pareto.json ]] && fixed+=(--fixed "$thesis")
+python experiments/hw_cosearch/analyse.py --results "$OUT" "${fixed[@]}"
