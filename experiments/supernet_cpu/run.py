@@ -21,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from cosearch.space import get_space  # noqa: E402
 from cosearch.supernet.evaluate import load_evaluator  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -58,6 +59,30 @@ def plot(supernet: Path, scratch: Path, out: Path) -> None:
     fig.savefig(out / "training_curves.png", dpi=120)
 
 
+def periodic_table(supernet: Path, scratch: Path) -> list[str]:
+    """Validation perplexity at every periodic evaluation of both runs."""
+    sup = {r["step"]: r["eval"] for r in _records(supernet) if "eval" in r}
+    scr = {r["step"]: r["eval"] for r in _records(scratch) if "eval" in r}
+    cfg = json.loads((supernet / "config.json").read_text())["config"]
+    per_step = cfg["data"]["batch_size"] * get_space(cfg["model"]["space"]).seq_len
+    lines = [
+        "| step | tokens (M) | supernet largest | supernet smallest | supernet random "
+        "| from scratch largest | supernet / scratch (largest) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for step in sorted(set(sup) | set(scr)):
+        a, b = sup.get(step, {}), scr.get(step, {})
+        big, ref = a.get("largest"), b.get("arch")
+        cells = [a.get(k) for k in ("largest", "smallest", "random")] + [ref]
+        ratio = f"{big / ref:.3f}" if big and ref else "–"
+        lines.append(
+            f"| {step} | {step * per_step / 1e6:.2f} | "
+            + " | ".join("–" if c is None else f"{c:.1f}" for c in cells)
+            + f" | {ratio} |"
+        )
+    return lines
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -68,9 +93,21 @@ def main(argv=None) -> dict:
     p.add_argument("--n-random", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument(
+        "--curves-only",
+        action="store_true",
+        help="no full-split evaluation: the training curves and the periodic validation "
+        "perplexities (first 20k tokens) of both runs, side by side (curves.md)",
+    )
     a = p.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.curves_only:
+        plot(Path(a.supernet), Path(a.scratch), out)
+        lines = periodic_table(Path(a.supernet), Path(a.scratch))
+        (out / "curves.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return {}
     t0 = time.time()
     sup = load_evaluator(a.supernet, a.data_dir)
     scr = load_evaluator(a.scratch, a.data_dir)
