@@ -1,7 +1,5 @@
 """Analytical model: calibration against real Timeloop on held-out rows, physics, speed."""
 
-import time
-
 import numpy as np
 import pytest
 
@@ -130,14 +128,16 @@ def test_nonlinear_costs_linear_in_elements():
         nonlinear_cost("relu6", 1, "gemmini-64k-256k")
 
 
-def test_throughput():
+def test_vectorised_equals_scalar():
+    """Many GEMMs in one call (the LUT builder's path; its speed is measured in
+    experiments/cost_model_validation) equal the same GEMMs costed one at a time."""
     rng = np.random.default_rng(0)
-    G = 20000
+    G = 300
     M = rng.choice([128, 256, 512], G)
     K = rng.integers(1, 200, G) * 16
     N = rng.integers(1, 200, G) * 16
-    gemm_cost(M[:100], K[:100], N[:100], "gemmini-64k-256k")
-    t = time.perf_counter()
-    gemm_cost(M, K, N, "gemmini-64k-256k")
-    rate = G / (time.perf_counter() - t)
-    assert rate > 20_000, rate  # >= 100k/s unloaded; loose bound for shared CI machines
+    many = gemm_cost(M, K, N, "gemmini-64k-256k")
+    for i in range(0, G, 37):
+        one = gemm_cost(int(M[i]), int(K[i]), int(N[i]), "gemmini-64k-256k")
+        for key in ("cycles", "energy_pJ"):
+            assert np.asarray(many[key])[i] == pytest.approx(np.asarray(one[key]).ravel()[0])
