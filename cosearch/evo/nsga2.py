@@ -88,7 +88,6 @@ class Result:
     fitness: list[tuple[float, ...]]
     history: list[dict] = field(default_factory=list)
     ref_point: tuple[float, ...] = ()
-    resumed_at: int = -1  # the generation loaded from the checkpoint (-1: a fresh run)
 
 
 class Individual(list):
@@ -279,10 +278,8 @@ def evolve(
     """
     ckpt = Path(checkpoint) if checkpoint is not None else None
     loop = _Loop(problem, settings, ref_point, ckpt)
-    resumed_at = -1
     if resume and ckpt is not None and ckpt.exists():
         loop.load()
-        resumed_at = loop.generation
         log.info("resumed %s at generation %d", ckpt, loop.generation)
     else:
         loop.initial()
@@ -309,5 +306,4 @@ def evolve(
         fitness=[tuple(ind.fitness.values) for ind in loop.pop],
         history=loop.history,
         ref_point=loop.ref,
-        resumed_at=resumed_at,
     )
