@@ -26,21 +26,31 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     space: str = "cpu"  # search-space preset (cosearch.space.PRESETS)
-    dropout: float = 0.1
+    dropout: float = 0.0  # the cpu budget is ~2 epochs: too short to overfit (experiments/recipe)
     # Output layer: "adaptive" (adaptive softmax, exact word-level probabilities) or "full".
     output: str = "adaptive"
     cutoffs: tuple[int, ...] = (2000, 10000)  # head shortlist, then tail cluster bounds
     tail_div: int = 4  # tail cluster i projects to d_max / tail_div**(i+1) dims
+    # Output tables tied to the input ones (the first recipe) or separate and zero-initialised;
+    # output biases start at zero or at the train split's log-unigram (experiments/recipe)
+    tied: bool = False
+    output_bias: str = "unigram"  # unigram | zero
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # cpu default: 400 sandwich steps x 2048 tokens = 0.82M tokens (~0.4 epoch): 35-70 min
-    # on 2 cores at the 200-400 tokens/s measured by experiments/bench/supernet_bench.py
-    steps: int = 400
-    lr: float = 1e-3
-    warmup_steps: int = 40
+    # cpu default: 2,000 sandwich steps x 2048 tokens = 4.1M tokens (~2 epochs), about 2 h
+    # on 2 cores (experiments/supernet_cpu); from scratch about 30 min
+    steps: int = 2000
+    lr: float = 3e-3
+    warmup_steps: int = 100
+    # wsd: warmup, constant, then linear decay over the last decay_frac of the steps, so a
+    # finished run can be extended (--resume --steps N redoes the decay at the new end);
+    # cosine: warmup then cosine to min_lr_ratio at the last step (the first recipe)
+    schedule: str = "wsd"
+    decay_frac: float = 0.2
     min_lr_ratio: float = 0.1
+    b2: float = 0.95
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     n_random: int = 2  # sandwich: largest + smallest + n_random random subnets
@@ -87,14 +97,25 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
+        """The config saved in a run directory; fields it predates take the values of the
+        recipe it was made with (`LEGACY_DEFAULTS`), not today's defaults."""
         sections = {f.name: f.type for f in dataclasses.fields(cls) if f.name != "name"}
         hints = typing.get_type_hints(cls)
         kwargs = {"name": d["name"]}
         for key in sections:
             if key in d:
                 sub = hints[key]
-                kwargs[key] = sub(**{k: _coerce(sub, k, v) for k, v in d[key].items()})
+                fields = {**LEGACY_DEFAULTS.get(key, {}), **d[key]}
+                kwargs[key] = sub(**{k: _coerce(sub, k, v) for k, v in fields.items()})
         return cls(**kwargs)
+
+
+# What a saved config that lacks a field meant: the first recipe (tied output, zero output
+# biases, cosine schedule), so checkpoints written before these fields existed still load.
+LEGACY_DEFAULTS: dict[str, dict] = {
+    "model": {"tied": True, "output_bias": "zero"},
+    "train": {"schedule": "cosine", "b2": 0.999, "decay_frac": 0.2},
+}
 
 
 PRESETS: dict[str, RunConfig] = {
@@ -114,7 +135,7 @@ PRESETS: dict[str, RunConfig] = {
         model=ModelConfig(space="paper", dropout=0.1, output="full"),
         train=TrainConfig(
             steps=40_000,
-            lr=5e-4,
+            lr=1e-3,
             warmup_steps=2000,
             eval_every=2000,
             ckpt_every=1000,

@@ -34,7 +34,7 @@ _SLICES = {
 def _slice_embedding(p: dict, d: int) -> dict:
     out = {}
     for name, x in p.items():
-        if name == "emb0" or name.startswith("proj"):
+        if name in ("emb0", "out0") or name.startswith(("proj", "oproj")):
             out[name] = x[:, :d]
         elif name == "cluster_w":
             out[name] = x[:d]
@@ -57,6 +57,7 @@ def extract(
         tail_div=_tail_div(sup),
         dropout=sup.dropout,
         attention=sup.attention,
+        tied=sup.tied,
     )
     p = params["params"]
     d = arch.d_model
@@ -78,7 +79,7 @@ def extract(
 
 def _vocab_of(params: dict) -> int:
     emb = params["params"]["embedding"]
-    return int(sum(v.shape[0] for k, v in emb.items() if k.startswith("emb")))
+    return int(sum(v.shape[0] for k, v in emb.items() if k.startswith("emb")))  # inputs only
 
 
 def _tail_div(model: TransformerLM) -> int:

@@ -7,9 +7,12 @@ dense standalone model that `extract` fills with sliced weights. Masked LayerNor
 attention therefore behave exactly as the standalone model does.
 
 The word embedding is adaptive (Baevski & Auli): frequency clusters with shrinking widths,
-tied between input and output, so the output layer is an exact adaptive softmax over the
-full vocabulary (word-level probabilities) at a fraction of a full softmax's cost.
-`cutoffs=()` gives a plain tied full softmax.
+and the output layer is an exact adaptive softmax over the full vocabulary (word-level
+probabilities) at a fraction of a full softmax's cost. `cutoffs=()` gives a plain full
+softmax. Output tables are the input tables (`tied=True`, the first recipe) or their own,
+zero-initialised, so that with log-unigram output biases (`unigram_biases`) the untrained
+model predicts the unigram distribution instead of "next word = this word"
+(experiments/recipe).
 """
 
 from __future__ import annotations
@@ -187,11 +190,12 @@ class Clusters:
 
 
 class AdaptiveEmbedding(nn.Module):
-    """Tied adaptive input embedding and adaptive softmax output."""
+    """Adaptive input embedding and adaptive softmax output, tied or separate."""
 
     vocab: int
     d_model: int
     clusters: Clusters
+    tied: bool = True
 
     def setup(self):
         # std 1/sqrt(d): scaled by sqrt(d) at the input, a token embedding has unit variance
@@ -212,12 +216,29 @@ class AdaptiveEmbedding(nn.Module):
             )
             for i in range(1, c.n)
         ]
+        if self.tied:
+            self.out_tables, self.out_projs = self.tables, self.projs
+        else:  # zero output tables: the first logits are the biases alone
+            zeros = nn.initializers.zeros
+            self.out_tables = [
+                self.param(f"out{i}", zeros, (c.bounds[i + 1] - c.bounds[i], c.dims[i]))
+                for i in range(c.n)
+            ]
+            self.out_projs = [None] + [
+                self.param(
+                    f"oproj{i}",
+                    nn.initializers.normal(1 / math.sqrt(self.d_model)),
+                    (c.dims[i], self.d_model),
+                )
+                for i in range(1, c.n)
+            ]
         self.biases = [
             self.param(f"bias{i}", nn.initializers.zeros, (c.bounds[i + 1] - c.bounds[i],))
             for i in range(c.n)
         ]
         if c.n > 1:
-            self.cluster_w = self.param("cluster_w", init, (self.d_model, c.n - 1))
+            w_init = init if self.tied else nn.initializers.zeros
+            self.cluster_w = self.param("cluster_w", w_init, (self.d_model, c.n - 1))
             self.cluster_b = self.param("cluster_b", nn.initializers.zeros, (c.n - 1,))
 
     def embed(self, tokens):
@@ -235,7 +256,7 @@ class AdaptiveEmbedding(nn.Module):
     def log_prob_blocks(self, h) -> list[jnp.ndarray]:
         """Per-cluster log-probabilities; their concatenation is log p(word) for all words."""
         c = self.clusters
-        head = h @ self.tables[0].T + self.biases[0]
+        head = h @ self.out_tables[0].T + self.biases[0]
         if c.n == 1:
             return [jax.nn.log_softmax(head, -1)]
         head = jnp.concatenate([head, h @ self.cluster_w + self.cluster_b], -1)
@@ -243,7 +264,7 @@ class AdaptiveEmbedding(nn.Module):
         n0 = c.bounds[1]
         blocks = [head_lp[..., :n0]]
         for i in range(1, c.n):
-            z = (h @ self.projs[i].T) @ self.tables[i].T + self.biases[i]
+            z = (h @ self.out_projs[i].T) @ self.out_tables[i].T + self.biases[i]
             blocks.append(jax.nn.log_softmax(z, -1) + head_lp[..., n0 + i - 1 : n0 + i])
         return blocks
 
@@ -256,7 +277,7 @@ class AdaptiveEmbedding(nn.Module):
         B, L, D = h.shape
         hf = h.reshape(B * L, D)
         tf = targets.reshape(B * L)
-        head = hf @ self.tables[0].T + self.biases[0]
+        head = hf @ self.out_tables[0].T + self.biases[0]
         if c.n > 1:
             head = jnp.concatenate([head, hf @ self.cluster_w + self.cluster_b], -1)
         out = {"head": jax.nn.log_softmax(head, -1), "tails": []}
@@ -265,7 +286,7 @@ class AdaptiveEmbedding(nn.Module):
             inside = (tf >= lo) & (tf < hi)
             (rows,) = jnp.nonzero(inside, size=caps[i - 1], fill_value=0)
             valid = jnp.arange(caps[i - 1]) < inside.sum()
-            z = (hf[rows] @ self.projs[i].T) @ self.tables[i].T + self.biases[i]
+            z = (hf[rows] @ self.out_projs[i].T) @ self.out_tables[i].T + self.biases[i]
             out["tails"].append(
                 {
                     "lp": jax.nn.log_softmax(z, -1),
@@ -289,9 +310,10 @@ class TransformerLM(nn.Module):
     clusters: Clusters
     dropout: float = 0.0
     attention: str = "dense"
+    tied: bool = True
 
     def setup(self):
-        self.embedding = AdaptiveEmbedding(self.vocab, self.d_model, self.clusters)
+        self.embedding = AdaptiveEmbedding(self.vocab, self.d_model, self.clusters, self.tied)
         self.blocks = [
             Block(self.d_model, h, self.head_dim, f, self.dropout, self.attention, name=f"block{i}")
             for i, (h, f) in enumerate(zip(self.heads, self.d_ffn))
@@ -382,6 +404,7 @@ def build_model(
     tail_div: int = 4,
     dropout: float = 0.0,
     attention: str = "dense",
+    tied: bool = True,
 ) -> TransformerLM:
     """The model at `arch` (default: the space's largest, i.e. the supernet). Cluster widths
     always follow the supernet's width so that extracted subnets share them."""
@@ -391,14 +414,42 @@ def build_model(
     if arch.d_model != big.d_model:  # cluster 0 is in model width; tails keep their dims
         clusters = Clusters(clusters.bounds, (arch.d_model, *clusters.dims[1:]))
     return TransformerLM(
-        vocab, arch.d_model, arch.heads, arch.d_ffn, space.head_dim, clusters, dropout, attention
+        vocab,
+        arch.d_model,
+        arch.heads,
+        arch.d_ffn,
+        space.head_dim,
+        clusters,
+        dropout,
+        attention,
+        tied,
     )
+
+
+def unigram_biases(clusters: Clusters, train_tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """Output biases under which zero output tables give the (add-one smoothed) unigram
+    distribution of `train_tokens` exactly: log p(word) for head words, log p(cluster) for
+    the tail-cluster entries of the head, log p(word | cluster) inside each tail."""
+    counts = np.bincount(train_tokens, minlength=clusters.bounds[-1]).astype(np.float64) + 1.0
+    logp = np.log(counts / counts.sum())
+    b = clusters.bounds
+    out = {"bias0": logp[: b[1]].astype(np.float32)}
+    if clusters.n > 1:
+        mass = np.array([counts[b[i] : b[i + 1]].sum() for i in range(1, clusters.n)])
+        out["cluster_b"] = np.log(mass / counts.sum()).astype(np.float32)
+        for i in range(1, clusters.n):
+            part = counts[b[i] : b[i + 1]]
+            out[f"bias{i}"] = np.log(part / part.sum()).astype(np.float32)
+    return out
 
 
 def embedding_param_count(model: TransformerLM) -> int:
     c = model.clusters
-    n = sum((c.bounds[i + 1] - c.bounds[i]) * (c.dims[i] + 1) for i in range(c.n))
-    n += sum(c.dims[i] * model.d_model for i in range(1, c.n))
+    tables = sum((c.bounds[i + 1] - c.bounds[i]) * c.dims[i] for i in range(c.n))
+    projs = sum(c.dims[i] * model.d_model for i in range(1, c.n))
+    n = tables + projs + c.bounds[-1]  # input tables and projections, output biases
+    if not model.tied:
+        n += tables + projs
     if c.n > 1:
         n += (model.d_model + 1) * (c.n - 1)
     return n

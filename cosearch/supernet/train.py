@@ -34,6 +34,7 @@ from cosearch.supernet.model import (
     gathered_kl,
     gathered_nll,
     stack_masks,
+    unigram_biases,
 )
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 CKPT_DIR = "checkpoints"
+STABLE_DIR = "checkpoints_stable"  # the state at the WSD decay's start (see TrainConfig)
 
 
 class CheckpointError(RuntimeError):
@@ -65,6 +67,10 @@ def sandwich(space: SearchSpace, seed: int, step: int, n_random: int) -> list[Ar
 def make_model(config: RunConfig, vocab: int, attention: str = "dense") -> TransformerLM:
     m = config.model
     cutoffs = m.cutoffs if m.output == "adaptive" else ()
+    if m.output not in ("adaptive", "full"):
+        raise ValueError(f"model.output={m.output!r}: expected adaptive or full")
+    if m.output_bias not in ("unigram", "zero"):
+        raise ValueError(f"model.output_bias={m.output_bias!r}: expected unigram or zero")
     return build_model(
         config.space,
         vocab,
@@ -72,25 +78,61 @@ def make_model(config: RunConfig, vocab: int, attention: str = "dense") -> Trans
         tail_div=m.tail_div,
         dropout=m.dropout,
         attention=attention,
+        tied=m.tied,
     )
+
+
+def lr_schedule(config: RunConfig) -> optax.Schedule:
+    """Learning rate per step (see TrainConfig.schedule)."""
+    t = config.train
+    if t.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0, t.lr, t.warmup_steps, max(t.steps, t.warmup_steps + 1), t.lr * t.min_lr_ratio
+        )
+    if t.schedule == "wsd":
+        decay = max(1, round(t.decay_frac * t.steps))
+        stable = max(0, t.steps - decay - t.warmup_steps)
+        return optax.join_schedules(
+            [
+                optax.linear_schedule(0.0, t.lr, t.warmup_steps),
+                optax.constant_schedule(t.lr),
+                optax.linear_schedule(t.lr, t.lr * t.min_lr_ratio, decay),
+            ],
+            [t.warmup_steps, t.warmup_steps + stable],
+        )
+    raise ValueError(f"train.schedule={t.schedule!r}: expected wsd or cosine")
+
+
+def decay_start(config: RunConfig) -> int | None:
+    """First step of the WSD decay (None for cosine): extending a run restarts there."""
+    t = config.train
+    if t.schedule != "wsd":
+        return None
+    return max(t.warmup_steps, t.steps - max(1, round(t.decay_frac * t.steps)))
 
 
 def make_optimizer(config: RunConfig) -> optax.GradientTransformation:
     t = config.train
-    sched = optax.warmup_cosine_decay_schedule(
-        0.0, t.lr, t.warmup_steps, max(t.steps, t.warmup_steps + 1), t.lr * t.min_lr_ratio
-    )
     return optax.chain(
-        optax.clip_by_global_norm(t.grad_clip), optax.adamw(sched, weight_decay=t.weight_decay)
+        optax.clip_by_global_norm(t.grad_clip),
+        optax.adamw(lr_schedule(config), b2=t.b2, weight_decay=t.weight_decay),
     )
 
 
-def init_state(config: RunConfig, model: TransformerLM) -> train_state.TrainState:
+def init_state(
+    config: RunConfig, model: TransformerLM, train_tokens: np.ndarray | None = None
+) -> train_state.TrainState:
+    """Fresh parameters and optimizer state; with `train_tokens` and
+    model.output_bias=unigram the output biases start at the log-unigram distribution."""
     space = config.space
     x = jnp.zeros((1, space.seq_len), jnp.int32)
     params = model.init(
         streams(config.train.seed)["params"], x, arch_masks(space, space.largest())
     )["params"]
+    if config.model.output_bias == "unigram" and train_tokens is not None:
+        emb = dict(params["embedding"])
+        emb.update(unigram_biases(model.clusters, train_tokens))
+        params = {**params, "embedding": emb}
     return train_state.TrainState.create(
         apply_fn=model.apply, params=params, tx=make_optimizer(config)
     )
@@ -176,11 +218,50 @@ def read_run_config(workdir: Path) -> dict:
         raise CheckpointError(f"{path} is corrupt ({e}); delete the run or retrain") from None
 
 
-def checkpoint_manager(workdir: Path, keep: int = 2) -> ocp.CheckpointManager:
+def checkpoint_manager(workdir: Path, keep: int = 2, sub: str = CKPT_DIR) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(
-        (Path(workdir) / CKPT_DIR).resolve(),
+        (Path(workdir) / sub).resolve(),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
     )
+
+
+def _extension_start(
+    workdir: Path, old: dict, latest: int, mngr: ocp.CheckpointManager
+) -> tuple[int, ocp.CheckpointManager]:
+    """Where a run extended to more steps continues: from its latest checkpoint, unless that
+    lies inside the old schedule's WSD decay; then from the checkpoint kept at the decay's
+    start, so that the learning rate stays constant until the new decay (checkpoints past
+    it are dropped). Without that checkpoint, from the latest one (the rate jumps back up)."""
+    old_cfg = RunConfig.from_dict(old["config"])
+    begin = decay_start(old_cfg)
+    if begin is None or latest <= begin:
+        return latest, mngr
+    stable = checkpoint_manager(workdir, keep=1, sub=STABLE_DIR)
+    if stable.latest_step() != begin:
+        log.warning(
+            "no checkpoint kept at step %d (decay start); extending from step %d, where the "
+            "learning rate was already decayed",
+            begin,
+            latest,
+        )
+        return latest, mngr
+    for step in mngr.all_steps():
+        if step > begin:
+            mngr.delete(step)
+    log.info("extending: restarting from step %d, before the old decay", begin)
+    return begin, stable
+
+
+def _differences(saved, now, prefix: str = "") -> str:
+    """The fields where two JSON-like dicts differ, as 'a.b: saved X, now Y; ...'."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        parts = [
+            _differences(saved.get(k), now.get(k), f"{prefix}{k}.")
+            for k in sorted(set(saved) | set(now))
+            if saved.get(k) != now.get(k)
+        ]
+        return "; ".join(parts)
+    return f"{prefix.rstrip('.')}: saved {json.dumps(saved)}, now {json.dumps(now)}"
 
 
 def restore_params(
@@ -242,6 +323,7 @@ def run(
         "data_source": Path(corpus.source).name,
     }
     cfg_path = workdir / CONFIG_FILE
+    extend_from: int | None = None  # the saved run's steps when this run extends it
     if cfg_path.exists():
         old = read_run_config(workdir)
         if not resume:
@@ -250,36 +332,65 @@ def run(
                 "it or choose another --workdir"
             )
         for key in ("config", "from_scratch", "vocab_size"):
-            if _comparable(old.get(key)) != _comparable(desc[key]):
+            saved, now = _comparable(old.get(key)), _comparable(desc[key])
+            if key == "config":
+                saved_steps = saved["train"].pop("steps")
+                now["train"].pop("steps")
+                if saved_steps != config.train.steps:
+                    if config.train.steps < saved_steps:
+                        raise CheckpointError(
+                            f"cannot resume '{workdir}' with --steps {config.train.steps}: "
+                            f"it was set up for {saved_steps} steps; --steps may only grow"
+                        )
+                    extend_from = saved_steps
+            if saved != now:
                 raise CheckpointError(
-                    f"cannot resume '{workdir}': its {key} differs from this run's "
-                    f"(saved {json.dumps(old.get(key))[:200]} vs now "
-                    f"{json.dumps(desc[key])[:200]}); use the same preset and overrides"
+                    f"cannot resume '{workdir}': its {key} differs from this run's in "
+                    f"{_differences(saved, now)}; use the same preset and overrides"
                 )
+    elif resume:
+        raise CheckpointError(
+            f"--resume: '{workdir}' holds no run ({CONFIG_FILE} missing); drop --resume to "
+            "start a new run there"
+        )
     workdir.mkdir(parents=True, exist_ok=True)
-    if not cfg_path.exists():
-        write_json_atomic(cfg_path, desc)
 
     model = make_model(config, corpus.vocab_size)
-    state = init_state(config, model)
+    state = init_state(config, model, corpus.train)
     mngr = checkpoint_manager(workdir)
     start = 0
     if resume and mngr.latest_step() is not None:
-        start = mngr.latest_step()
-        restored = mngr.restore(
+        start, source = mngr.latest_step(), mngr
+        if extend_from is not None:
+            start, source = _extension_start(workdir, old, start, mngr)
+        abstract = {"params": state.params, "opt_state": state.opt_state}
+        restored = source.restore(
             start,
             args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(
-                    jax.tree_util.tree_map(
-                        np.asarray, {"params": state.params, "opt_state": state.opt_state}
-                    )
-                )
+                state=ocp.args.StandardRestore(jax.tree_util.tree_map(np.asarray, abstract))
             ),
         )
         state = state.replace(
             step=start, params=restored["state"]["params"], opt_state=restored["state"]["opt_state"]
         )
         log.info("resumed %s at step %d", workdir, start)
+    if extend_from is not None:
+        desc["extended"] = [*old.get("extended", []), {"from_steps": extend_from, "at": start}]
+        with open(workdir / METRICS_FILE, "a") as mf:
+            mf.write(
+                json.dumps(
+                    {
+                        "event": "extend",
+                        "from_steps": extend_from,
+                        "to_steps": config.train.steps,
+                        "restart_step": start,
+                    }
+                )
+                + "\n"
+            )
+    if extend_from is not None or not cfg_path.exists():
+        write_json_atomic(cfg_path, desc)
+    stable_at = decay_start(config)
 
     t = config.train
     dropout_key = streams(t.seed)["dropout"]
@@ -336,16 +447,18 @@ def run(
                         last["loss"],
                         last["tokens_per_s"],
                     )
-            if done % t.ckpt_every == 0 or done == end:
-                mngr.save(
-                    done,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardSave(
-                            {"params": state.params, "opt_state": state.opt_state}
-                        ),
-                        params=ocp.args.StandardSave(state.params),
+            if done % t.ckpt_every == 0 or done == end or done == stable_at:
+                save_args = ocp.args.Composite(
+                    state=ocp.args.StandardSave(
+                        {"params": state.params, "opt_state": state.opt_state}
                     ),
+                    params=ocp.args.StandardSave(state.params),
                 )
+                mngr.save(done, args=save_args)
+                if done == stable_at:  # kept: extending the run restarts its decay here
+                    stable = checkpoint_manager(workdir, keep=1, sub=STABLE_DIR)
+                    stable.save(done, args=save_args)
+                    stable.wait_until_finished()
             if done % t.eval_every == 0 or done == t.steps:
                 mngr.wait_until_finished()
                 ev_archs = _eval_archs(space, from_scratch, t.seed, done)
