@@ -1,4 +1,5 @@
-"""Provenance and crash-safe writes shared by every job: the git commit of the code, and
+"""Provenance and crash-safe writes shared by every job: the git commit of the code and the
+command that ran, checks that an output path can be written before a job starts, and
 atomic file writes (temp file in the same directory, fsync, then os.replace), so a crash
 never leaves a half-written result. Nothing else lives here."""
 
@@ -9,10 +10,18 @@ import csv
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from cosearch.errors import OutputPathError
+
+# Files are written with the mode a plain open() would give them (0644 under the usual
+# umask 022); mkstemp alone makes them 0600. Read once: os.umask can only be read by setting.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def git_commit() -> str:
@@ -30,6 +39,68 @@ def git_commit() -> str:
         return "unknown"
 
 
+def program(module: str | None = None) -> str:
+    """How a user runs this entry point: `python -m cosearch.<verb>` for a module of this
+    package (from `module`, else from sys.argv[0]), else the script's name."""
+    if module is None:
+        if not sys.argv or not sys.argv[0]:
+            return "python"
+        mod = Path(sys.argv[0]).with_suffix("")
+        if "cosearch" not in mod.parts:
+            return mod.name
+        module = ".".join(mod.parts[len(mod.parts) - 1 - mod.parts[::-1].index("cosearch") :])
+    return f"python -m {module}" if module.startswith("cosearch") else module
+
+
+def command() -> str | None:
+    """The command line as a user would type it (`python -m module args`), no machine paths."""
+    if not sys.argv or not sys.argv[0]:
+        return None
+    return " ".join([program(), *sys.argv[1:]])
+
+
+def _first_existing(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """`path` is (or can be created as) a writable directory; creates nothing. Raises
+    OutputPathError naming `flag` otherwise, so a job fails before it starts, not after."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(
+            f"{flag} '{path}' is a file, not a directory; pass a directory for {flag}"
+        )
+    _check_creatable(path, flag)
+    return path
+
+
+def check_output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """`path` is (or can be created as) a writable file; creates nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"{flag} '{path}' is a directory; pass a file name for {flag}")
+    _check_creatable(path.parent, flag, of=path)
+    return path
+
+
+def _check_creatable(directory: Path, flag: str, of: Path | None = None) -> None:
+    base = _first_existing(directory)
+    what = f"{flag} '{of or directory}'"
+    if not base.is_dir():
+        raise OutputPathError(
+            f"cannot create {what}: '{base}' is a file, not a directory; choose another {flag}"
+        )
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise OutputPathError(
+            f"cannot write {what}: no write permission in '{base}'; choose a directory "
+            f"you can write for {flag}"
+        )
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, newline: str | None = None) -> Iterator[IO[str]]:
     """Open a temp file next to `path` for writing; it replaces `path` only on success."""
@@ -37,6 +108,7 @@ def atomic_open(path: str | os.PathLike, newline: str | None = None) -> Iterator
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w", newline=newline) as f:
             yield f
             f.flush()
