@@ -9,24 +9,30 @@ import argparse
 import logging
 import sys
 
+from cosearch.cli import add_verbose, main_wrapper, make_parser
 from cosearch.hw.build import LutJob, run
 from cosearch.hw.cost_model import REGIMES
 from cosearch.hw.gemmini import NAME_PATTERN, parse_hw_list
 from cosearch.hw.timeloop import MapperSettings
+from cosearch.parsing import positive_ints
 from cosearch.space import PRESETS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m cosearch.build_lut",
-        description="Cost every GEMM of a search-space preset (or of a shapes CSV) on Gemmini "
-        "configs with the analytical model or real Timeloop, writing lut/<preset>/<hw>.csv "
-        "(regime optimal), lut/<preset>/<regime>/<hw>.csv (other regimes) or "
-        "lut/<preset>/timeloop/<hw>.csv, each with a .meta.json. Resumable: rows already "
-        "in the output are skipped.",
+    p = make_parser(
+        "Cost every GEMM of a search-space preset (or of a shapes CSV) on Gemmini configs\n"
+        "with the analytical model or real Timeloop, writing lut/<preset>/<hw>.csv (regime\n"
+        "optimal), lut/<preset>/<regime>/<hw>.csv (other regimes) or\n"
+        "lut/<preset>/timeloop/<hw>.csv, each with a .meta.json. Resumable: rows already in\n"
+        "the output are skipped.\n\n"
+        "    python -m cosearch.build_lut --preset paper --hw grid --seq-lens 128,512\n"
+        "    python -m cosearch.build_lut --shapes my_gemms.csv --out costs.csv "
+        "--hw gemmini-64k-256k\n"
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--preset", choices=sorted(PRESETS), help="search-space preset")
+    src.add_argument(
+        "--preset", choices=sorted(PRESETS), help="search-space preset whose GEMMs to cost"
+    )
     src.add_argument("--shapes", metavar="FILE.csv", help="GEMMs to cost (header M,K,N)")
     p.add_argument("--out", metavar="FILE.csv", help="output file (required with --shapes)")
     p.add_argument(
@@ -35,13 +41,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"NAME[,NAME...] ({NAME_PATTERN}) or 'grid' (the hardware search "
         "space under its SRAM budget)",
     )
-    p.add_argument("--backend", choices=("analytical", "timeloop"), default="analytical")
-    p.add_argument("--regime", choices=REGIMES, default="optimal")
+    p.add_argument(
+        "--backend",
+        choices=("analytical", "timeloop"),
+        default="analytical",
+        help="the analytical Gemmini model (seconds) or real Timeloop (needs it on PATH)",
+    )
+    p.add_argument(
+        "--regime",
+        choices=REGIMES,
+        default="optimal",
+        help="mapping regime: the best mapping, or the tiles Gemmini's software picks",
+    )
     p.add_argument(
         "--seq-lens",
         default="",
         metavar="L[,L...]",
-        help="sequence lengths (default: the preset's)",
+        help="sequence lengths, positive integers (default: the preset's)",
     )
     p.add_argument(
         "--jobs",
@@ -66,14 +82,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="wall seconds before the mapper is asked (SIGINT) for its best",
     )
     p.add_argument("--threads", type=int, default=2, help="Timeloop mapper threads")
-    p.add_argument("-v", "--verbose", action="store_true")
+    add_verbose(p)
     a = p.parse_args(argv)
     if a.shapes and not a.out:
         p.error("--shapes needs --out FILE.csv")
     return a
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if a.verbose else logging.WARNING,
@@ -85,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         backend=a.backend,
         regime=a.regime,
         preset=a.preset,
-        seq_lens=tuple(int(x) for x in a.seq_lens.split(",") if x),
+        seq_lens=positive_ints(a.seq_lens, "--seq-lens", "128,512") if a.seq_lens else (),
         shapes_file=a.shapes,
         out=a.out,
         jobs=a.jobs,
@@ -102,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     for path in run(job):
         print(path)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit code 0, or 2 with one line saying what to fix (130 when interrupted)."""
+    return main_wrapper(_main, argv, interrupted="rerun the same command: finished rows are kept")
 
 
 if __name__ == "__main__":

@@ -31,12 +31,26 @@ def test_names_pinned():
     assert get_hw("gemmini-48k-80k").acc_kib == 80  # any size parses, not only presets
 
 
-@pytest.mark.parametrize("bad", ["gemmini-64-256", "gemini-64k-256k", "gemmini-0k-64k", "64k"])
+@pytest.mark.parametrize("bad", ["gemmini-64-256", "gemini-64k-256k", "64k"])
 def test_bad_name_lists_presets_and_pattern(bad):
     with pytest.raises(UnknownNameError) as e:
         get_hw(bad)
     msg = str(e.value)
     assert "gemmini-<S>k-<A>k" in msg and "gemmini-64k-256k" in msg and bad in msg
+
+
+@pytest.mark.parametrize(
+    "bad,says",
+    [
+        ("gemmini-0k-64k", "sizes must be >= 1 KiB"),
+        ("gemmini-64k-256k-pe0x0", "at least 1x1"),
+        ("gemmini-1k-1k-pe512x512", "must be >= 2 KiB"),
+    ],
+)
+def test_name_of_the_pattern_with_bad_sizes_says_what_is_wrong(bad, says):
+    with pytest.raises(ValueError, match=says) as e:
+        get_hw(bad)
+    assert bad in str(e.value) and "unknown" not in str(e.value)
 
 
 def test_hw_space_budget_and_codec():

@@ -146,7 +146,7 @@ def test_cost_many_matches_one_by_one():
         assert m.energy_pJ == pytest.approx(one.energy_pJ, rel=1e-9)
 
 
-def test_shapes_out_cli(tmp_path):
+def test_shapes_out_cli(tmp_path, capsys):
     shapes = tmp_path / "shapes.csv"
     shapes.write_text("M,K,N\n128,768,768\n512,64,512\n")
     out = tmp_path / "out.csv"
@@ -179,18 +179,15 @@ def test_shapes_out_cli(tmp_path):
     assert r.returncode != 0 and "--out" in r.stderr
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match="M,K,N"):
-        build_lut.main(["--shapes", str(bad), "--out", str(out), "--hw", HW])
+    assert build_lut.main(["--shapes", str(bad), "--out", str(out), "--hw", HW]) == 2
+    assert "M,K,N" in capsys.readouterr().err
 
 
-def test_timeloop_backend_without_tools_fails_clearly(tmp_path, monkeypatch):
+def test_timeloop_backend_without_tools_fails_clearly(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", "")
-    from cosearch.hw.timeloop import TimeloopNotFound
-
-    with pytest.raises(TimeloopNotFound, match="never installs"):
-        build_lut.main(
-            ["--preset", "cpu", "--hw", HW, "--backend", "timeloop", "--lut-dir", str(tmp_path)]
-        )
+    argv = ["--preset", "cpu", "--hw", HW, "--backend", "timeloop", "--lut-dir", str(tmp_path)]
+    assert build_lut.main(argv) == 2
+    assert "never installs" in capsys.readouterr().err
 
 
 def test_write_read_preserves_precision(tmp_path):

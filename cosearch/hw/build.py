@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from cosearch.errors import InputFileError, UserError
 from cosearch.hw import timeloop
 from cosearch.hw.cost_model import REGIMES, default_calibration, gemm_cost
 from cosearch.hw.gemmini import GemminiConfig
@@ -34,7 +35,7 @@ from cosearch.hw.lut import (
     write_text_atomic,
 )
 from cosearch.hw.workload import space_gemm_shapes
-from cosearch.runinfo import git_commit
+from cosearch.runinfo import check_output_dir, check_output_file, git_commit
 from cosearch.space import get_space
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,15 @@ class LutJob:
             raise ValueError("give exactly one of --preset or --shapes FILE.csv")
         if self.shapes_file is not None and self.out is None:
             raise ValueError("--shapes needs --out FILE.csv")
+        if self.jobs < 1:
+            raise UserError(f"--jobs must be at least 1, got {self.jobs}")
+        bad = [L for L in self.seq_lens if not (isinstance(L, int) and L > 0)]
+        if bad:
+            raise UserError(f"--seq-lens must be positive integers, got {bad}")
+        if self.out is not None:
+            check_output_file(self.out, "--out")
+        else:
+            check_output_dir(self.lut_dir, "--lut-dir")
 
     def shapes(self) -> list[tuple[str, int, int, int]]:
         """(op, M, K, N) rows, deduplicated by shape (op names joined with '+'), sorted."""
@@ -113,20 +123,43 @@ class LutJob:
 
 
 def read_shapes(path: str | Path) -> list[tuple[str, int, int, int]]:
-    """A CSV with header M,K,N (optional op column)."""
-    with Path(path).open(newline="") as f:
-        r = csv.DictReader(f)
-        if not r.fieldnames or not {"M", "K", "N"} <= set(r.fieldnames):
-            raise ValueError(
-                f"{path}: expected a CSV header with columns M,K,N; found {r.fieldnames}"
-            )
-        out = []
-        for i, row in enumerate(r, start=2):
-            try:
-                out.append((row.get("op") or "gemm", int(row["M"]), int(row["K"]), int(row["N"])))
-            except ValueError:
-                raise ValueError(f"{path}:{i}: M, K, N must be integers, got {row}") from None
+    """A CSV with header M,K,N (optional op column) and at least one row of positive
+    integers; anything else is an InputFileError naming the file and line."""
+    path = Path(path)
+    fix = "give a CSV with the header M,K,N (optional column op) and one GEMM per row"
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise InputFileError(f"--shapes '{path}' {what}; {fix}")
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            r = csv.DictReader(f)
+            if not r.fieldnames or not {"M", "K", "N"} <= set(r.fieldnames):
+                raise InputFileError(
+                    f"{path}: expected a CSV header with columns M,K,N; found "
+                    f"{','.join(r.fieldnames or []) or 'an empty file'}; {fix}"
+                )
+            out = []
+            for i, row in enumerate(r, start=2):
+                dims = [_positive_int(row.get(k)) for k in ("M", "K", "N")]
+                if None in dims:
+                    got = ", ".join(f"{k}={row.get(k)!r}" for k in ("M", "K", "N"))
+                    raise InputFileError(
+                        f"{path}, line {i}: M, K, N must be positive integers, got {got}"
+                    )
+                out.append((row.get("op") or "gemm", *dims))
+    except UnicodeDecodeError:
+        raise InputFileError(f"--shapes '{path}' is not UTF-8 text; {fix}") from None
+    if not out:
+        raise InputFileError(f"{path} has a header but no rows; {fix}")
     return out
+
+
+def _positive_int(v: str | None) -> int | None:
+    try:
+        n = int(str(v).strip())
+    except ValueError:
+        return None
+    return n if n > 0 else None
 
 
 def _analytical_rows(job: LutJob, hw: GemminiConfig, todo: list) -> list[dict]:

@@ -9,10 +9,11 @@ workloads: that is `cost_model` (analytical) and `timeloop` (real tool).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
+from cosearch.errors import UserError
 from cosearch.registry import UnknownNameError
 
 NAME_PATTERN = "gemmini-<S>k-<A>k[-pe<R>x<C>]"
@@ -92,25 +93,43 @@ def get_hw(name: str | GemminiConfig) -> GemminiConfig:
     if name in HW_PRESETS:
         return HW_PRESETS[name]
     m = _NAME_RE.match(str(name).strip())
-    if not m or int(m.group(1)) == 0 or int(m.group(2)) == 0:
+    if not m:
         known = ", ".join(sorted(HW_PRESETS, key=_sort_key))
         raise UnknownNameError(
             f"unknown hardware config '{name}'; expected the pattern {NAME_PATTERN} "
             f"(scratchpad S KiB, accumulator A KiB, other fields at Gemmini defaults), "
             f"e.g. gemmini-64k-256k (thesis) or gemmini-256k-64k (stock). Presets: {known}."
         )
-    s, a, r, c = m.groups()
-    cfg = GemminiConfig(sp_kib=int(s), acc_kib=int(a))
-    if r is not None:
-        cfg = replace(cfg, pe_rows=int(r), pe_cols=int(c))
-    return cfg
+    s, a, r, c = (int(g) if g is not None else 16 for g in m.groups())
+    if s < 1 or a < 1:
+        raise UserError(
+            f"hardware config '{name}': scratchpad and accumulator sizes must be >= 1 KiB "
+            f"(got {s} KiB and {a} KiB); e.g. gemmini-64k-256k"
+        )
+    if r < 1 or c < 1:
+        raise UserError(
+            f"hardware config '{name}': the PE array must be at least 1x1 (got {r}x{c}); "
+            "e.g. gemmini-64k-256k-pe32x32, or no -pe suffix for Gemmini's 16x16"
+        )
+    if a * 1024 < 4 * c:
+        raise UserError(
+            f"hardware config '{name}': a {a} KiB accumulator cannot hold one int32 row of "
+            f"a {c}-column array; it must be >= {-(-4 * c // 1024)} KiB"
+        )
+    return GemminiConfig(sp_kib=s, acc_kib=a, pe_rows=r, pe_cols=c)
 
 
 def parse_hw_list(spec: str) -> list[GemminiConfig]:
     """`NAME[,NAME...]` or `grid` (the default hardware search space) -> configs."""
     if spec.strip() == "grid":
         return DEFAULT_HW_SPACE.configs()
-    return [get_hw(s) for s in spec.split(",") if s.strip()]
+    hws = [get_hw(s) for s in spec.split(",") if s.strip()]
+    if not hws:
+        raise UserError(
+            f"--hw '{spec}' names no hardware config; give e.g. gemmini-64k-256k, a comma "
+            "list, or 'grid'"
+        )
+    return hws
 
 
 def _sort_key(name: str) -> tuple:

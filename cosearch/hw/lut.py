@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cosearch.errors import InputFileError
 from cosearch.hw.cost_model import REGIMES, gemm_cost, nonlinear_cost
 from cosearch.hw.gemmini import GemminiConfig, get_hw
 from cosearch.hw.workload import GEMM_KINDS, NONLINEAR_KINDS, arch_ops
@@ -64,19 +66,72 @@ def meta_path(csv_path: str | Path) -> Path:
     return p.with_name(p.stem + ".meta.json")
 
 
+class LutError(InputFileError):
+    """A LUT file that cannot be used; the message names the file and line."""
+
+
+REQUIRED_COLUMNS = ("hw", "M", "K", "N", "cycles", "energy_pJ")
+REBUILD = "rebuild the table with `python -m cosearch.build_lut` (lut/README.md) or fix the row"
+
+
 def read_lut(path: str | Path) -> list[dict]:
-    """Rows of a LUT CSV as dicts (numbers converted)."""
-    out = []
-    with Path(path).open(newline="") as f:
-        for r in csv.DictReader(f):
-            for k in ("M", "K", "N", "victory", "tries"):
-                if r.get(k) not in (None, ""):
-                    r[k] = int(float(r[k]))
-            for k in ("cycles", "energy_pJ", "mapper_seconds"):
-                if r.get(k) not in (None, ""):
-                    r[k] = float(r[k])
-            out.append(r)
-    return out
+    """Rows of a LUT CSV as dicts, numbers converted and checked: positive integer M, K, N,
+    positive finite cycles and energy, a valid hardware name and a known regime. A bad
+    row is a LutError naming the file and line."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
+            if missing:
+                raise LutError(
+                    f"{path}: not a LUT (header lacks {', '.join(missing)}; expected "
+                    f"{','.join(LUT_COLUMNS)}); {REBUILD}"
+                )
+            hws: dict[str, bool] = {}
+            return [_lut_row(path, line, r, hws) for line, r in enumerate(reader, start=2)]
+    except UnicodeDecodeError:
+        raise LutError(f"{path}: not a LUT (not UTF-8 text); {REBUILD}") from None
+    except (IsADirectoryError, PermissionError) as e:
+        raise LutError(f"cannot read LUT '{path}': {e.strerror}") from None
+
+
+def _lut_row(path: Path, line: int, r: dict, hws: dict[str, bool]) -> dict:
+    def bad(what: str) -> LutError:
+        return LutError(f"{path}, line {line}: {what}; {REBUILD}")
+
+    for k in ("M", "K", "N"):
+        v = _number(r.get(k))
+        if v is None or v <= 0 or v != int(v):
+            raise bad(f"{k} must be a positive integer, got {r.get(k)!r}")
+        r[k] = int(v)
+    for k in ("cycles", "energy_pJ"):
+        v = _number(r.get(k))
+        if v is None or not math.isfinite(v) or v <= 0:
+            raise bad(f"{k} must be a positive finite number, got {r.get(k)!r}")
+        r[k] = v
+    for k in ("victory", "tries", "mapper_seconds"):
+        if r.get(k) not in (None, ""):
+            v = _number(r[k])
+            if v is None or not v >= 0:
+                raise bad(f"{k} must be a number >= 0 or empty, got {r[k]!r}")
+            r[k] = v if k == "mapper_seconds" else int(v)
+    if r["hw"] not in hws:
+        try:
+            get_hw(r["hw"])
+            hws[r["hw"]] = True
+        except (KeyError, ValueError):
+            raise bad(f"hw {r['hw']!r} is not a hardware config name (gemmini-<S>k-<A>k)") from None
+    if r.get("regime") and r["regime"] not in REGIMES:
+        raise bad(f"regime {r['regime']!r} is not one of {', '.join(REGIMES)}")
+    return r
+
+
+def _number(v: str | None) -> float | None:
+    try:
+        return float(v) if v not in (None, "") else None
+    except ValueError:
+        return None
 
 
 def write_lut(path: str | Path, rows: Iterable[dict]) -> None:
@@ -98,12 +153,19 @@ def _fmt(v):
 
 
 class LutTable:
-    """(M, K, N) -> (cycles, energy_pJ) from one LUT file."""
+    """(M, K, N) -> (cycles, energy_pJ) from one LUT file; given `hw` (and `regime`), every
+    row must be of that config (and regime): a table is keyed by its file name."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, hw: str | None = None, regime: str | None = None) -> None:
         self.path = Path(path)
         self.table: dict[tuple[int, int, int], tuple[float, float]] = {}
-        for r in read_lut(path):
+        for line, r in enumerate(read_lut(path), start=2):
+            for key, want in (("hw", hw), ("regime", regime)):
+                if want is not None and (r.get(key) or "optimal") != want:
+                    raise LutError(
+                        f"{self.path}, line {line}: a row of {key} {r.get(key)!r} in the "
+                        f"{want} table; {REBUILD}"
+                    )
             self.table[(r["M"], r["K"], r["N"])] = (r["cycles"], r["energy_pJ"])
 
     def get(self, shape: tuple[int, int, int]) -> tuple[float, float] | None:
@@ -197,7 +259,7 @@ class Coster:
                 )
             found = [p for p in cands if p.exists()]
             if found:
-                table = LutTable(found[0])
+                table = LutTable(found[0], hw.name, self.regime)
                 log.info("costing %s on %s from %s", self.space.name, hw.name, found[0])
             elif self.backend == "lut":
                 raise FileNotFoundError(

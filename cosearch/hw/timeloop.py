@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from cosearch.errors import UserError
 from cosearch.hw.gemmini import GemminiConfig
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,17 @@ class MapperSettings:
     max_tries: int = 2  # runs per row at most (1 + re-runs)
     tolerance: float = 0.02  # cycles above the ideal by more than this -> re-run
     energy_tolerance: float = 0.25  # energy above the analytical optimum by more -> re-run
+
+    def __post_init__(self) -> None:
+        for name, flag in (
+            ("victory_condition", "--victory"),
+            ("harder_victory", "--harder-victory"),
+            ("max_tries", "--max-tries"),
+            ("num_threads", "--threads"),
+            ("wall_timeout_s", "--mapper-timeout-s"),
+        ):
+            if not getattr(self, name) > 0:
+                raise UserError(f"{flag} must be positive, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
