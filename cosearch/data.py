@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cosearch.errors import UserError
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
@@ -33,7 +35,7 @@ GET_DATA = (
 )
 
 
-class DataError(FileNotFoundError):
+class DataError(UserError, FileNotFoundError):
     """The data directory is missing or does not hold the expected files."""
 
 
@@ -44,8 +46,10 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
     if not data_dir:
         raise DataError(f"no data directory given. {GET_DATA}")
     path = Path(data_dir).expanduser()
-    if not path.is_dir():
+    if not path.exists():
         raise DataError(f"data directory '{path}' does not exist. {GET_DATA}")
+    if not path.is_dir():
+        raise DataError(f"data directory '{path}' is a file, not a directory. {GET_DATA}")
     missing = [f"wiki.{s}.tokens" for s in SPLITS if not (path / f"wiki.{s}.tokens").is_file()]
     if missing:
         raise DataError(f"data directory '{path}' lacks {', '.join(missing)}. {GET_DATA}")
@@ -53,11 +57,23 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
 
 
 def _read_words(path: Path) -> list[str]:
+    """The words of a split file, `<eos>` after every line; a file that is not UTF-8 text
+    or has no words is a DataError naming it."""
     words: list[str] = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            words.extend(line.split())
-            words.append(EOS)
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                words.extend(line.split())
+                words.append(EOS)
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"'{path}' is not UTF-8 text (byte {e.start}: {e.reason}); WikiText-2's "
+            f"files are. {GET_DATA}"
+        ) from None
+    except OSError as e:
+        raise DataError(f"cannot read '{path}': {e.strerror}. {GET_DATA}") from None
+    if len(words) == words.count(EOS):
+        raise DataError(f"'{path}' holds no words (empty file?). {GET_DATA}")
     return words
 
 
