@@ -1,13 +1,7 @@
-"""Throughput-wall profiling of the search space's models: `python -m cosearch.profile_wall`.
+"""Entry point of the throughput-wall profiler (`python -m cosearch.profile_wall --help`).
 
-Thin entry point: parses flags and calls `cosearch.wall.sweep.run`. Each (arch, length,
-attention) case runs in its own process under a memory limit and a timeout; failures are
-recorded with their reason and the sweep goes on; rerunning with the same --out resumes.
-
-    python -m cosearch.profile_wall --checkpoint runs/supernet-cpu \\
-        --archs largest,smallest,pareto:runs/search/cpu/pareto.json \\
-        --seq 128,256,512,1024,2048,4096,8192 --attention dense,chunked \\
-        --mem-limit-gb 4 --out experiments/walls/results
+Parses flags into `cosearch.wall.sweep.SweepOptions` and calls `cosearch.wall.sweep.run`;
+no logic lives here.
 """
 
 from __future__ import annotations
@@ -16,20 +10,25 @@ import argparse
 import logging
 import sys
 
-from cosearch.cli import base_parser, main_wrapper, setup_logging
+from cosearch.cli import add_verbose, main_wrapper, make_parser, setup_logging
+
+DESCRIPTION = """\
+Profile the search space's models (subnets of a trained supernet) across sequence lengths
+and find their throughput walls. Each (arch, length, attention) case runs in its own
+process under a memory limit and a timeout; failures are recorded with their reason and
+the sweep goes on; rerunning with the same --out resumes.
+
+    python -m cosearch.profile_wall --checkpoint runs/supernet-cpu \\
+        --archs largest,smallest,pareto:runs/search/cpu/pareto.json \\
+        --seq 128,256,512,1024,2048,4096,8192 --attention dense,chunked \\
+        --mem-limit-gb 4 --out experiments/walls/results
+"""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = base_parser(__doc__)
-    # The model comes from the checkpoint's own config; the shared preset/data flags do not
-    # apply (the profiler needs only the vocabulary size, which config.json holds).
-    # (argparse has no public way to drop a shared flag)
-    unused = ("preset", "data_dir", "set")
-    p._actions[:] = [a for a in p._actions if a.dest not in unused]
-    for group in p._action_groups:
-        group._group_actions[:] = [a for a in group._group_actions if a.dest not in unused]
-    for opt in ("--preset", "--data-dir", "--set"):
-        p._option_string_actions.pop(opt, None)
+    # The model comes from the checkpoint's own config, so there is no --preset, --set or
+    # --data-dir: the profiler needs only the vocabulary size, which config.json holds.
+    p = make_parser(DESCRIPTION)
     p.add_argument(
         "--checkpoint",
         required=True,
@@ -102,6 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of random:N and the input tokens")
     p.add_argument("--out", required=True, help="results directory (resumed if it exists)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
+    add_verbose(p)
     return p.parse_args(argv)
 
 

@@ -10,15 +10,15 @@ side of the wall: how fast the quadratic attention terms take over. It must not 
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cosearch.hw.lut import Coster
+from cosearch.runinfo import write_csv_atomic
 from cosearch.space import SearchSpace
+from cosearch.wall.results import MODELLED_CSV
 
 ATTENTION_KINDS = ("attn_score", "attn_context", "softmax")
-MODELLED_CSV = "modelled.csv"
 COLUMNS = (
     "label",
     "arch_id",
@@ -91,11 +91,9 @@ def write_modelled(
 ) -> Path:
     rows = modelled_rows(space, models, seqs, hws, lut_dir)
     path = Path(out) / MODELLED_CSV
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()})
-    tmp.replace(path)
+    write_csv_atomic(
+        path,
+        list(COLUMNS),
+        ({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()} for r in rows),
+    )
     return path

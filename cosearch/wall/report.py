@@ -9,15 +9,14 @@ next to the results: `tables.md` and four PNGs. Reads only `results.jsonl`, `run
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from cosearch.wall.sweep import RUN_JSON, latest, read_results
+from cosearch.runinfo import write_text_atomic
+from cosearch.wall.results import latest, read_modelled, read_results, read_run
 
 # The seed study ("Transformer Scalability Crisis"): share of 118 models that ran at a length.
 STUDY_SUCCESS = {128: None, 512: 0.881, 1024: 0.449, 2048: 0.0}
@@ -143,21 +142,6 @@ def _predicted_oom(ok: list[dict], rs: list[dict]) -> float | None:
     base = top[-1].get("rss_loaded_mb") or 0.0
     room = limit * 1024 - base
     return (room / a) ** (1 / b) if room > 0 else None
-
-
-def read_modelled(out: Path) -> list[dict]:
-    path = Path(out) / "modelled.csv"
-    if not path.is_file():
-        return []
-    rows = []
-    with path.open(newline="") as f:
-        for r in csv.DictReader(f):
-            for k, v in r.items():
-                if k not in ("label", "arch_id", "hw", "backend"):
-                    r[k] = float(v)
-            r["seq_len"] = int(r["seq_len"])
-            rows.append(r)
-    return rows
 
 
 # ----- plots ---------------------------------------------------------------------------------
@@ -429,12 +413,9 @@ def write_report(out: str | Path) -> Path:
     """tables.md and the plots from the results in `out`; returns the markdown's path."""
     out = Path(out)
     records = list(latest(read_results(out)).values())
-    run = json.loads((out / RUN_JSON).read_text()) if (out / RUN_JSON).is_file() else {}
     modelled = read_modelled(out)
     if records:
         plot_all(out, records, modelled)
     path = out / TABLES_MD
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(markdown(records, run, modelled))
-    tmp.replace(path)
+    write_text_atomic(path, markdown(records, read_run(out), modelled))
     return path

@@ -1,16 +1,15 @@
 """The throughput-wall sweep: which cases to run, in what order, and resuming.
 
-Owns the parsing of the sweep's inputs (sequence lengths, the `--archs` spec, attention
-implementations), the case order (shortest lengths first, so a cut-short sweep still covers
-every model), the append-only results files (`results.jsonl`, `results.csv`: one line per
-finished case, written as it finishes) and resume (finished keys are skipped). Each case
-runs isolated through `protocol.run_isolated`; a failing case is a record, never the end
-of the sweep. It must not measure anything itself.
+Owns the parsing and checking of the sweep's inputs (sequence lengths, the `--archs` spec,
+attention implementations, limits, the output directory), the case order (shortest lengths
+first, so a cut-short sweep still covers every model) and resume (finished keys are
+skipped; the files are `results`'). Each case runs isolated through
+`protocol.run_isolated`; a failing case is a record, never the end of the sweep. It must
+not measure anything itself.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -24,83 +23,26 @@ from pathlib import Path
 
 import psutil
 
+from cosearch.errors import UserError
+from cosearch.parsing import names, positive_ints
+from cosearch.runinfo import check_output_dir, git_commit, write_json_atomic
 from cosearch.space import Arch, SearchSpace, arch_from_arg
 from cosearch.wall.protocol import Case, run_isolated
+from cosearch.wall.results import FAILED, RUN_JSON, append_record, latest, read_results
 
 log = logging.getLogger(__name__)
 
 ATTENTION_IMPLS = ("dense", "chunked")
-RESULTS_JSONL = "results.jsonl"
-RESULTS_CSV = "results.csv"
-RUN_JSON = "run.json"
-FAILED = ("oom", "timeout", "error", "skipped")
-CSV_COLUMNS = (
-    "key",
-    "label",
-    "arch_id",
-    "seq_len",
-    "batch",
-    "attention",
-    "logits",
-    "status",
-    "reason",
-    "params",
-    "backbone_params",
-    "load_s",
-    "compile_s",
-    "warmup_s",
-    "median_s",
-    "min_s",
-    "max_s",
-    "iqr_s",
-    "tokens_per_s",
-    "tokens_per_s_per_M",
-    "rss_baseline_mb",
-    "rss_loaded_mb",
-    "peak_rss_mb",
-    "peak_device_mb",
-    "xla_temp_mb",
-    "xla_output_mb",
-    "case_wall_s",
-    "mem_limit_gb",
-    "timeout_s",
-    "device",
-)
 
 
 # ----- inputs ------------------------------------------------------------------------------
 def parse_seq(spec: str | Iterable) -> tuple[int, ...]:
     """'128,512,1024' -> (128, 512, 1024), sorted, unique; anything else a clear error."""
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    out = set()
-    for item in items:
-        s = str(item).strip()
-        if not s:
-            continue
-        try:
-            v = int(s)
-        except ValueError:
-            v = None
-        if v is None or v <= 0 or str(v) != s.lstrip("+"):
-            raise ValueError(
-                f"sequence length '{s}' is not a positive integer; give e.g. --seq 128,512,1024"
-            )
-        out.add(v)
-    if not out:
-        raise ValueError("no sequence lengths given; e.g. --seq 128,512,1024,2048")
-    return tuple(sorted(out))
+    return positive_ints(spec, "--seq", "128,512,1024")
 
 
 def parse_attention(spec: str | Iterable[str]) -> tuple[str, ...]:
-    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
-    items = [s for s in items if s]
-    bad = [s for s in items if s not in ATTENTION_IMPLS]
-    if bad or not items:
-        raise ValueError(
-            f"unknown attention implementation(s) {bad or items}; known: "
-            f"{', '.join(ATTENTION_IMPLS)}"
-        )
-    return tuple(dict.fromkeys(items))
+    return names(spec if isinstance(spec, str) else ",".join(spec), "--attention", ATTENTION_IMPLS)
 
 
 @dataclass(frozen=True)
@@ -212,43 +154,6 @@ def check_checkpoint(checkpoint: str | Path) -> dict:
     return desc
 
 
-# ----- results files -----------------------------------------------------------------------
-def read_results(out: str | Path) -> list[dict]:
-    """All records of `results.jsonl` (a torn last line from a killed sweep is ignored)."""
-    path = Path(out) / RESULTS_JSONL
-    recs = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                recs.append(json.loads(line))
-            except json.JSONDecodeError:
-                log.warning("ignoring a torn line in %s", path)
-    return recs
-
-
-def latest(records: list[dict]) -> dict[str, dict]:
-    """key -> last record (a retried case supersedes its earlier failure)."""
-    return {r["key"]: r for r in records}
-
-
-def append_record(out: Path, rec: dict) -> None:
-    with (out / RESULTS_JSONL).open("a") as f:
-        f.write(json.dumps(rec, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    csv_path = out / RESULTS_CSV
-    new = not csv_path.exists()
-    with csv_path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        if new:
-            w.writeheader()
-        w.writerow({k: _fmt(rec.get(k, "")) for k in CSV_COLUMNS})
-
-
-def _fmt(v):
-    return f"{v:.6g}" if isinstance(v, float) else v
-
-
 def machine_info() -> dict:
     vm = psutil.virtual_memory()
     return {
@@ -346,6 +251,30 @@ def _skip_reason(meta: dict, records: Iterable[dict], opts: SweepOptions) -> str
     return None
 
 
+def check_options(opts: SweepOptions) -> None:
+    """Every option, before anything runs (a bad --hw must not wait for the whole sweep)."""
+    checks = (
+        ("--batch", opts.batch, opts.batch >= 1, "a positive integer"),
+        ("--runs", opts.runs, opts.runs >= 5, "at least 5 (the protocol's timed runs)"),
+        ("--warmup", opts.warmup, opts.warmup >= 0, "0 or more"),
+        ("--timeout-s", opts.timeout_s, opts.timeout_s > 0, "positive"),
+        ("--pareto-max", opts.pareto_max, opts.pareto_max >= 1, "a positive integer"),
+        ("--logits", opts.logits, opts.logits in ("all", "last"), "'all' or 'last'"),
+    )
+    for flag, value, ok, what in checks:
+        if not ok:
+            raise UserError(f"{flag} must be {what}, got {value}")
+    if opts.mem_limit_gb is not None and not opts.mem_limit_gb > 0:
+        raise UserError(f"--mem-limit-gb must be positive (0 = no limit), got {opts.mem_limit_gb}")
+    parse_attention(opts.attention)
+    parse_seq(opts.seq)
+    if opts.modelled:
+        from cosearch.hw.gemmini import get_hw
+
+        for name in opts.hw:
+            get_hw(name)
+
+
 def run(
     checkpoint: str | Path,
     out: str | Path,
@@ -353,16 +282,8 @@ def run(
     progress: Callable[[Iterable], Iterable] | None = None,
 ) -> dict:
     """Run (or resume) the sweep into `out`; return a summary with counts and the report."""
-    if opts.batch <= 0:
-        raise ValueError(f"--batch must be a positive integer, got {opts.batch}")
-    if opts.runs < 5:
-        raise ValueError(f"--runs must be at least 5 (the protocol's timed runs), got {opts.runs}")
-    if opts.mem_limit_gb is not None and opts.mem_limit_gb <= 0:
-        raise ValueError(f"--mem-limit-gb must be positive, got {opts.mem_limit_gb}")
-    if opts.logits not in ("all", "last"):
-        raise ValueError(f"--logits must be 'all' or 'last', got '{opts.logits}'")
-    parse_attention(opts.attention)
-    parse_seq(opts.seq)
+    check_options(opts)
+    check_output_dir(out)
     desc = check_checkpoint(checkpoint)
     from cosearch.config import RunConfig
 
@@ -370,8 +291,6 @@ def run(
     models = resolve_archs(space, opts.archs, seed=opts.seed, pareto_max=opts.pareto_max)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    from cosearch.runinfo import git_commit, write_json_atomic
-
     write_json_atomic(
         out / RUN_JSON,
         {
