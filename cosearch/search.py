@@ -1,11 +1,7 @@
-"""Evolutionary co-search of (architecture, hardware) pairs: `python -m cosearch.search`.
+"""Entry point of the co-search (`python -m cosearch.search --help`).
 
-Thin entry point: parses flags, resolves the run config (a preset, or the checkpoint's own
-config), and calls `cosearch.evo.run(config, workdir, ...)`. No search logic lives here.
-
-    python -m cosearch.search --checkpoint runs/supernet-cpu --hw gemmini-64k-256k
-    python -m cosearch.search --checkpoint runs/supernet-cpu --hw gemmini-64k-256k,gemmini-256k-64k
-    python -m cosearch.search --checkpoint runs/supernet-cpu --hw search --max-latency-ms 5
+Parses flags, resolves the run config (a preset, or the checkpoint's own config) and calls
+`cosearch.evo.run(config, workdir, ...)`; no search logic lives here.
 """
 
 from __future__ import annotations
@@ -19,13 +15,24 @@ from pathlib import Path
 
 from cosearch.cli import base_parser, main_wrapper, setup_logging
 from cosearch.config import RunConfig, get_preset, override
+from cosearch.parsing import positive_ints
+
+DESCRIPTION = """\
+Evolutionary co-search (NSGA-II) of Transformer architectures and Gemmini configurations:
+the Pareto front of perplexity (from a trained supernet) against energy-delay product
+(from the cost tables), written with plots and a summary to --out.
+
+    python -m cosearch.search --hw gemmini-64k-256k
+    python -m cosearch.search --checkpoint runs/supernet-cpu --hw gemmini-64k-256k,gemmini-256k-64k
+    python -m cosearch.search --checkpoint runs/supernet-cpu --hw search --max-latency-ms 5
+"""
 
 # the trained cpu supernet shipped with the repository (params only)
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "supernet-cpu"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = base_parser(__doc__)
+    p = base_parser(DESCRIPTION)
     p.set_defaults(preset=None)  # default: the checkpoint's own preset
     for action in p._actions:  # argparse has no public way to reword a shared flag
         if action.dest == "preset":
@@ -58,8 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--hw-pe", help="--hw search: PE array sizes to search, e.g. 16,32 (default: 16 only)"
     )
     p.add_argument("--objectives", default="ppl,edp", help="ppl plus any of edp, latency, energy")
-    p.add_argument("--max-ppl", type=float, help="constraint: search perplexity at most this")
-    p.add_argument("--max-latency-ms", type=float, help="constraint: latency at most this")
+    p.add_argument("--max-ppl", type=float, help="constraint: search perplexity at most this (> 1)")
+    p.add_argument(
+        "--max-latency-ms", type=float, help="constraint: latency at most this many ms (> 0)"
+    )
     p.add_argument(
         "--population",
         type=int,
@@ -67,9 +76,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: preset's search.population, 40 for cpu/paper)",
     )
     p.add_argument("--generations", type=int, help="generations (default: preset's)")
-    p.add_argument("--mutation-prob", type=float, help="per-gene reset probability")
-    p.add_argument("--crossover-prob", type=float, help="per-pair crossover probability")
-    p.add_argument("--crossover", default="uniform", choices=["uniform", "two-point"])
+    p.add_argument(
+        "--mutation-prob",
+        type=float,
+        help="per-gene reset probability (default: preset's search.mutation_prob, 0.2)",
+    )
+    p.add_argument(
+        "--crossover-prob",
+        type=float,
+        help="per-pair crossover probability (default: preset's search.crossover_prob, 0.9)",
+    )
+    p.add_argument(
+        "--crossover",
+        default="uniform",
+        choices=["uniform", "two-point"],
+        help="crossover operator on the genome",
+    )
     p.add_argument("--seed", type=int, help="search seed (default: preset's search.seed)")
     p.add_argument(
         "--eval-tokens",
@@ -86,7 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--final-tokens",
         type=int,
         default=0,
-        help="tokens of each split for the final re-evaluation (0 = the whole split)",
+        help="tokens of each split for the final re-evaluation (0 = the whole split: "
+        "costly, every front member on all of both splits)",
     )
     p.add_argument(
         "--regime",
@@ -184,7 +207,7 @@ def _main(argv: list[str] | None = None) -> dict:
         strict=args.strict,
         hw_budget_kib=args.hw_budget_kib,
         hw_budget_mm2=args.hw_budget_mm2,
-        hw_pe=tuple(int(x) for x in args.hw_pe.split(",")) if args.hw_pe else (),
+        hw_pe=positive_ints(args.hw_pe, "--hw-pe", "16,32") if args.hw_pe else (),
         baseline_ppl=args.baseline_ppl,
         baseline_checkpoint=args.baseline_checkpoint,
         final_eval=not args.no_final_eval,

@@ -56,7 +56,8 @@ def test_help_lists_the_flags():
         assert flag in out.stdout
 
 
-def test_errors_say_what_to_do(tmp_path, capsys):
+def test_errors_say_what_to_do(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("COSEARCH_DATA", raising=False)
     assert main(["--preset", "tiny", "--hw", "gemmini-1k", "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
     assert "unknown hardware config 'gemmini-1k'" in err and "gemmini-64k-256k" in err
@@ -74,8 +75,9 @@ def test_errors_say_what_to_do(tmp_path, capsys):
         == 2
     )
     assert "train_supernet" in capsys.readouterr().err
-    assert main(["--hw", "gemmini-64k-256k"]) == 2
-    assert "--checkpoint" in capsys.readouterr().err
+    # the committed supernet is the default checkpoint; without data it says how to get it
+    assert main(["--hw", "gemmini-64k-256k", "--out", str(tmp_path / "c")]) == 2
+    assert "--data-dir" in capsys.readouterr().err
     assert main(["--preset", "nope"]) == 2
     assert "unknown preset 'nope'" in capsys.readouterr().err
     assert main(["--preset", "tiny", "--population", "10", "--out", str(tmp_path / "c")]) == 2

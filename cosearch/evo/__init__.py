@@ -1,7 +1,9 @@
 """Evolutionary co-search (DEAP NSGA-II) of Transformer architectures and Gemmini configs.
 
-`problem` says what an individual costs, `nsga2` evolves a population, `pareto` computes
-and writes the reports, `runner.run` wires them into one run directory.
+`options` says what a search runs on and for, `problem` what an individual costs, `nsga2`
+evolves a population, `rundir` keeps the run directory while it runs, `pareto` computes
+fronts and report pieces, `report` writes a finished search's results, and `runner.run`
+wires them into one run.
 """
 
 from cosearch.evo.problem import InfeasibleError, SearchError

@@ -25,6 +25,7 @@ from typing import Protocol
 from deap import base, tools
 from tqdm.auto import tqdm
 
+from cosearch.errors import UserError
 from cosearch.evo.pareto import hypervolume
 from cosearch.runinfo import write_json_atomic
 
@@ -49,7 +50,7 @@ class EvoProblem(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be resumed (the message says why and what to do)."""
 
 
@@ -66,18 +67,19 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.population < 4 or self.population % 4:
-            raise ValueError(
-                f"population must be a positive multiple of 4 (DEAP's selTournamentDCD "
+            raise UserError(
+                f"--population must be a positive multiple of 4 (DEAP's selTournamentDCD "
                 f"picks in fours); got {self.population}, use e.g. "
                 f"{max(4, self.population // 4 * 4)} or {self.population // 4 * 4 + 4}"
             )
         if self.generations < 0:
-            raise ValueError(f"generations must be >= 0, got {self.generations}")
+            raise UserError(f"--generations must be >= 0, got {self.generations}")
         for name in ("mutation_prob", "crossover_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+                flag = "--" + name.replace("_", "-")
+                raise UserError(f"{flag} must be in [0, 1], got {getattr(self, name)}")
         if self.crossover not in CROSSOVERS:
-            raise ValueError(f"crossover '{self.crossover}' unknown; known: {list(CROSSOVERS)}")
+            raise UserError(f"--crossover '{self.crossover}' unknown; known: {list(CROSSOVERS)}")
 
 
 @dataclass

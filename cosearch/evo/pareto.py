@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cosearch.runinfo import write_csv_atomic, write_json_atomic, write_text_atomic
+from cosearch.runinfo import write_csv_atomic
 from cosearch.space import Arch
 
 if TYPE_CHECKING:
@@ -230,10 +230,6 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list
     return out + ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_json_atomic(path, obj)
-
-
 def write_history_csv(path: str | os.PathLike, history: Sequence[dict]) -> None:
     keys = list(dict.fromkeys(k for row in history for k in row))
     write_csv_atomic(path, keys, history)
@@ -430,7 +426,3 @@ def summary_markdown(
             f"{e.energy_J * 1e3:.4g} | {e.edp:.4g} | {e.params:,} | {e.flops / 1e9:.3g} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def write_text(path: str | os.PathLike, text: str) -> None:
-    write_text_atomic(path, text)

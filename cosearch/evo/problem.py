@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from cosearch.errors import UserError
 from cosearch.space import Arch, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ OBJECTIVES = ("ppl", "edp", "latency", "energy")
 PENALTY = 1e12
 
 
-class SearchError(ValueError):
+class SearchError(UserError):
     """A search that cannot run or gave no answer (the message says what to change)."""
 
 

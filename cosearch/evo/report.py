@@ -1,0 +1,204 @@
+"""The end of a co-search: the front's re-evaluation, the baselines, the result files.
+
+Owns what a finished search writes into its run directory (pareto.json, pareto.csv,
+evaluated.csv, hypervolume.csv, the plots, summary.md) from the problems' evaluations,
+with the front computations and report pieces of `pareto`. It must not search.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from cosearch.config import RunConfig
+from cosearch.evo import pareto
+from cosearch.evo.options import SearchOptions
+from cosearch.evo.problem import Evaluation, InfeasibleError, Problem
+from cosearch.runinfo import git_commit, write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+
+def finish(
+    config: RunConfig,
+    workdir: Path,
+    options: SearchOptions,
+    problems: dict[str, Problem],
+    histories: dict[str, list[dict]],
+    evaluator: Any,
+    baseline_evaluator: Any,
+    checkpoint: str | None,
+    elapsed: float,
+    sources: dict[str, str],
+    progress: bool = False,
+) -> dict:
+    """Re-evaluate the front (and each fixed config's own) on the valid and test splits,
+    cost the baselines, write the result files; returns the run's summary."""
+    space = config.space
+    evaluated: list[Evaluation] = [e for p in problems.values() for e in p.evaluations()]
+    objectives = options.objectives
+    front = pareto.pareto_front(evaluated, objectives)
+    if not front:
+        feas_ppl = [e.ppl for e in evaluated if math.isfinite(e.ppl)]
+        lat = [e.latency_s for e in evaluated if math.isfinite(e.latency_s)]
+        raise InfeasibleError(
+            f"no evaluated (arch, hw) pair satisfies the constraints (max ppl "
+            f"{options.max_ppl}, max latency {options.max_latency_ms} ms): the lowest "
+            f"perplexity seen was {min(feas_ppl, default=math.nan):.4g} and the lowest "
+            f"latency {min(lat, default=math.nan) * 1e3:.4g} ms over {len(evaluated)} pairs; "
+            "relax --max-ppl / --max-latency-ms"
+        )
+    # With several fixed configs, each also gets its own front: the thesis's per-config
+    # table compares archs on one hardware, whose members the merged front may lack.
+    hw_fronts: dict[str, list[Evaluation]] = {}
+    if "hw-search" not in problems and len(problems) > 1:
+        for label in problems:
+            hw_fronts[label] = pareto.pareto_front(
+                [e for e in evaluated if e.hw == label], objectives
+            )
+    members = [*front, *(e for f in hw_fronts.values() for e in f)]
+    to_eval = list({id(e): e for e in members}.values())
+    t_final = time.perf_counter()
+    final_tokens = options.final_tokens or None
+    if options.final_eval:
+        log.info(
+            "re-evaluating %d front members (%d archs) on the valid and test splits (%s tokens)",
+            len(to_eval),
+            len({e.arch for e in to_eval}),
+            final_tokens or "all",
+        )
+        for e in tqdm(to_eval, desc="final re-evaluation", disable=not progress, leave=False):
+            e.extra["ppl_valid"] = float(evaluator.perplexity(e.arch, "valid", final_tokens))
+            e.extra["ppl_test"] = float(evaluator.perplexity(e.arch, "test", final_tokens))
+    final_s = time.perf_counter() - t_final
+
+    # Baselines: the largest arch on each hardware of the front (supernet weights), and
+    # the from-scratch model of the same arch when given.
+    largest = space.largest()
+    scratch_ppl = options.baseline_ppl
+    if scratch_ppl is None and (options.baseline_checkpoint or baseline_evaluator is not None):
+        if baseline_evaluator is None:
+            from cosearch.supernet.evaluate import load_evaluator
+
+            baseline_evaluator = load_evaluator(
+                options.baseline_checkpoint, expect_space=space.name
+            )
+        arch = getattr(baseline_evaluator, "from_scratch", None) or largest
+        scratch_ppl = float(baseline_evaluator.perplexity(arch, "valid", final_tokens))
+    baselines: list[pareto.Baseline] = []
+    any_problem = next(iter(problems.values()))
+    for hw in sorted({e.hw for e in front} | set(hw_fronts)):
+        problem = next((p for p in problems.values() if hw in p.hw_configs), any_problem)
+        (b,) = problem.evaluate_pairs([(largest, problem.hw_config(hw))])
+        ppl = (
+            float(evaluator.perplexity(largest, "valid", final_tokens))
+            if options.final_eval
+            else problem.perplexity(largest)
+        )  # b.ppl may be NaN
+        baselines.append(
+            pareto.Baseline("supernet largest", hw, ppl, b.edp, b.latency_s, b.energy_J)
+        )
+        if scratch_ppl is not None:
+            baselines.append(
+                pareto.Baseline("from scratch", hw, scratch_ppl, b.edp, b.latency_s, b.energy_J)
+            )
+
+    # Files.
+    pareto.write_csv(workdir / "evaluated.csv", evaluated)
+    pareto.write_csv(workdir / "pareto.csv", front)
+    reductions = [
+        r for b in baselines for r in pareto.edp_reductions(hw_fronts.get(b.hw, front), b)
+    ]
+    het = pareto.heterogeneity(front)
+    timers = {k: asdict(p.timers) for k, p in problems.items()}
+    ppl_s = sum(t["ppl_s"] for t in timers.values())
+    hw_s = sum(t["hw_s"] for t in timers.values())
+    search_s = elapsed
+    time_split = {
+        "total_s": search_s + final_s,
+        "search_s": search_s,
+        "ppl_eval_s": ppl_s,
+        "hw_cost_s": hw_s,
+        "deap_and_bookkeeping_s": search_s - ppl_s - hw_s,
+        "final_eval_s": final_s,
+        "ppl_evals": sum(t["ppl_calls"] for t in timers.values()),
+        "hw_archs_costed": sum(t["hw_archs"] for t in timers.values()),
+    }
+    write_json_atomic(
+        workdir / "pareto.json",
+        {
+            "objectives": list(objectives),
+            "regime": options.regime,
+            "hw": options.hw,
+            "preset": config.name,
+            "seed": config.search.seed,
+            "checkpoint": checkpoint,
+            "front": [e.to_dict() for e in front],
+            "fronts_by_hw": {h: [e.to_dict() for e in f] for h, f in hw_fronts.items()},
+            "baselines": [asdict(b) for b in baselines],
+            "edp_reduction": reductions,
+            "heterogeneity": het,
+            "time": time_split,
+            "cost_source": sources,
+        },
+    )
+    hist_rows = [{"run": k, **r} for k, h in histories.items() for r in h]
+    pareto.write_history_csv(workdir / "hypervolume.csv", hist_rows)
+    for metric in ("edp", "latency", "energy"):
+        pareto.plot_front(
+            workdir / f"ppl_vs_{metric}.png",
+            metric,
+            evaluated,
+            front,
+            baselines,
+            title=f"{config.name}: perplexity vs {metric} ({options.hw}, {options.regime})",
+        )
+    pareto.plot_hypervolume(workdir / "hypervolume.png", histories)
+    header = {
+        "preset": config.name,
+        "hardware": options.hw,
+        "objectives": ", ".join(objectives),
+        "checkpoint": checkpoint,
+        "seed": config.search.seed,
+        "population x generations": f"{config.search.population} x {config.search.generations}",
+        "search eval tokens": config.search.eval_tokens or "all",
+        "final re-evaluation": (
+            f"valid and test, {options.final_tokens or 'all'} tokens each"
+            if options.final_eval
+            else "off"
+        ),
+        "constraints": f"max ppl {options.max_ppl}, max latency {options.max_latency_ms} ms",
+        "time": f"{time_split['total_s']:.1f} s (perplexity {ppl_s:.1f} s, hardware "
+        f"costing {hw_s:.2f} s, DEAP+bookkeeping "
+        f"{time_split['deap_and_bookkeeping_s']:.1f} s, final re-evaluation "
+        f"{final_s:.1f} s)",
+        "cost source": "; ".join(f"{k}: {v}" for k, v in sources.items()),
+        "commit": git_commit(),
+    }
+    write_text_atomic(
+        workdir / "summary.md",
+        pareto.summary_markdown(
+            header=header,
+            front=front,
+            baselines=baselines,
+            histories=histories,
+            n_evaluated=len(evaluated),
+            regime=options.regime,
+        ),
+    )
+    log.info("front of %d pairs written to %s", len(front), workdir)
+    return {
+        "workdir": str(workdir),
+        "front_size": len(front),
+        "n_evaluated": len(evaluated),
+        "hypervolume": {k: h[-1]["hypervolume"] for k, h in histories.items() if h},
+        "time": time_split,
+        "edp_reduction": reductions,
+        "front": [e.to_dict() for e in front],
+    }
