@@ -117,10 +117,11 @@ def resolve_hw(opts: SearchOptions) -> tuple[list[Any], Any]:
         if opts.hw_budget_mm2 is not None:
             space = replace(space, budget_mm2=float(opts.hw_budget_mm2))
         if not space.configs():
+            area = "" if space.budget_mm2 is None else f", {space.budget_mm2} mm^2 of SRAM area"
             raise SearchError(
-                f"no hardware config fits the budget ({space.budget_kib} KiB "
-                f"SRAM, area {opts.hw_budget_mm2} mm^2); raise "
-                "--hw-budget-kib / --hw-budget-mm2"
+                f"no hardware config fits the budget ({space.budget_kib} KiB of SRAM{area}; "
+                f"the smallest needs {min(space.sp_kib) + min(space.acc_kib)} KiB); raise "
+                "--hw-budget-kib" + (" / --hw-budget-mm2" if area else "")
             )
         return [], space
     names = [n.strip() for n in opts.hw.split(",") if n.strip()]

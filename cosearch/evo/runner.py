@@ -150,7 +150,6 @@ def run(
         except (FileNotFoundError, OSError) as e:
             raise _lut_hint(e, options.hw, config) from None
 
-    run_dir = RunDir(workdir, desc, resume)
     eval_tokens = sc.eval_tokens or None
 
     def ppl_fn(arch: Arch) -> float:
@@ -160,6 +159,7 @@ def run(
     max_latency_s = None if options.max_latency_ms is None else options.max_latency_ms / 1e3
     labels = [h.name for h in hws] if hw_space is None else ["hw-search"]
     problems: dict[str, Problem] = {}
+    refs: dict[str, tuple[float, ...]] = {}
     ppl_cache: dict[Arch, float] = {}
     sources: dict[str, str] = {}
     histories: dict[str, list[dict]] = {}
@@ -181,20 +181,25 @@ def run(
         except (FileNotFoundError, OSError, KeyError) as e:
             raise _lut_hint(e, label, config) from None
         _check_constraints(problem, anchors, options, label)
-        ref = _reference_point(problem, anchors)
+        refs[label] = _reference_point(problem, anchors)
         sources.update({h.name: cost_source(coster, h) for h in anchor_hws})
-        no_lut = [h.name for h in anchor_hws if sources[h.name].startswith("analytical")]
-        if no_lut and options.backend == "auto":
-            log.warning(
-                "no %s LUT of preset '%s' for %s: costing with the analytical model; "
-                "build one with `python -m cosearch.build_lut --preset %s --hw %s` or "
-                "pass --lut-dir",
-                options.regime,
-                config.space.name,
-                ",".join(no_lut),
-                config.space.name,
-                no_lut[0],
-            )
+        problems[label] = problem
+    no_lut = [h for h, src in sources.items() if src.startswith("analytical")]
+    if no_lut and options.backend == "auto":
+        log.warning(
+            "no %s LUT of preset '%s' for %s: costing with the analytical model; "
+            "build one with `python -m cosearch.build_lut --preset %s --hw %s` or "
+            "pass --lut-dir",
+            options.regime,
+            config.space.name,
+            ",".join(no_lut),
+            config.space.name,
+            no_lut[0],
+        )
+
+    # Only a search that can start gets a run directory (a rerun needs no --resume).
+    run_dir = RunDir(workdir, desc, resume)
+    for label, problem in problems.items():
 
         def on_gen(gen: int, row: dict, label: str = label) -> None:
             run_dir.log_generation(label, row, time.perf_counter() - t_start)
@@ -212,7 +217,7 @@ def run(
             result = evolve(
                 problem,
                 settings,
-                ref,
+                refs[label],
                 checkpoint=run_dir.state(label),
                 resume=resume,
                 on_generation=on_gen,
@@ -221,7 +226,6 @@ def run(
             )
         except (FileNotFoundError, OSError, KeyError) as e:
             raise _lut_hint(e, label, config) from None
-        problems[label] = problem
         histories[label] = result.history
 
     fallbacks = getattr(coster, "fallbacks", 0)
