@@ -42,3 +42,18 @@ def names(spec: str, flag: str, known: Iterable[str]) -> tuple[str, ...]:
             f"known: {', '.join(known)}"
         )
     return items
+
+
+def split_top_level(spec: str) -> list[str]:
+    """Split on commas outside braces and brackets (an inline JSON arch has commas)."""
+    parts, depth, cur = [], 0, ""
+    for c in spec:
+        depth += c in "{[" and 1 or 0
+        depth -= c in "}]" and 1 or 0
+        if c == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += c
+    parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]

@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 
 from cosearch.errors import UserError
-from cosearch.parsing import names, positive_ints
+from cosearch.parsing import names, positive_ints, split_top_level
 from cosearch.runinfo import check_output_dir, git_commit, write_json_atomic
 from cosearch.space import Arch, SearchSpace, arch_from_arg
 from cosearch.wall.protocol import Case, run_isolated
@@ -52,21 +52,6 @@ class Model:
     label: str
     arch: Arch
     note: str = ""
-
-
-def _split_top(spec: str) -> list[str]:
-    """Split on commas outside braces (an inline JSON arch has commas)."""
-    parts, depth, cur = [], 0, ""
-    for c in spec:
-        depth += c in "{[" and 1 or 0
-        depth -= c in "}]" and 1 or 0
-        if c == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += c
-    parts.append(cur)
-    return [p.strip() for p in parts if p.strip()]
 
 
 def pareto_archs(space: SearchSpace, path: str | Path, max_n: int = 3) -> list[Model]:
@@ -105,11 +90,11 @@ def resolve_archs(
     models, duplicates dropped. Archs outside the space fail naming the field."""
     models: list[Model] = []
     rng = random.Random(f"{seed}:profile_wall")
-    for item in _split_top(spec):
+    for item in split_top_level(spec):
         if item.startswith("random:"):
             n = item.split(":", 1)[1]
             if not n.isdigit() or int(n) <= 0:
-                raise ValueError(f"'{item}': random:N needs a positive integer N")
+                raise UserError(f"--archs '{item}': random:N needs a positive integer N")
             models += [
                 Model(f"random{i + 1}", space.sample(rng), f"uniform sample, seed {seed}")
                 for i in range(int(n))
