@@ -120,6 +120,12 @@ CASES = [
      ["gemmini-64k-256k.csv, line 2", "'gemmini-12k'"]),
     ("lut-not-a-lut", "search", WITH_MODEL + " --lut-dir {lut_header}",
      ["gemmini-64k-256k.csv", "not a LUT", "energy_pJ"]),
+    ("lut-missing-rows-strict", "search", WITH_MODEL + " --lut-dir {lut_partial} --strict",
+     ["missing from", "gemmini-64k-256k.csv", "build_lut"]),
+    ("lut-missing-backend-lut", "search", WITH_MODEL + " --lut-dir {tmp}/no_luts --backend lut",
+     ["no LUT for preset 'tiny'", "python -m cosearch.build_lut"]),
+    ("baseline-checkpoint-missing", "search", WITH_MODEL + " --baseline-checkpoint {tmp}/none",
+     ["--baseline-checkpoint", "none", "train_supernet"]),
     ("search-empty-data", "search",
      "--checkpoint {ckpt} --data-dir {data_empty} --out {tmp}/s",
      ["wiki.train.tokens", "no words", "--data-dir"]),
@@ -199,6 +205,7 @@ def _write_lut_variants(root: Path) -> dict[str, Path]:
         "lut_foreign": variant("foreign", with_value(first, "hw", "gemmini-256k-64k")),
         "lut_badhw": variant("badhw", with_value(first, "hw", "gemmini-12k")),
         "lut_header": variant("header", head=header.replace("energy_pJ", "energy")),
+        "lut_partial": variant("partial", line3=first),  # one shape fewer
     }
 
 

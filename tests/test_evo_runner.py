@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from cosearch.config import get_preset
+from cosearch.errors import UserError
 from cosearch.evo import InfeasibleError, SearchError, SearchOptions, run
 from cosearch.evo.toys import ToyCoster, ToyEvaluator
 
@@ -145,7 +146,7 @@ def test_bad_input_fails_clearly(tmp_path):
         _run(tmp_path / "w", SearchOptions(objectives=("edp", "latency")))
     with pytest.raises(SearchError, match="train_supernet"):
         run(CFG, tmp_path / "v", coster=ToyCoster(SPACE), progress=False)
-    with pytest.raises(SearchError, match="cosearch.build_lut"):
+    with pytest.raises(UserError, match="cosearch.build_lut"):
         run(
             CFG,
             tmp_path / "t",

@@ -82,13 +82,7 @@ def finish(
     # the from-scratch model of the same arch when given.
     largest = space.largest()
     scratch_ppl = options.baseline_ppl
-    if scratch_ppl is None and (options.baseline_checkpoint or baseline_evaluator is not None):
-        if baseline_evaluator is None:
-            from cosearch.supernet.evaluate import load_evaluator
-
-            baseline_evaluator = load_evaluator(
-                options.baseline_checkpoint, expect_space=space.name
-            )
+    if scratch_ppl is None and baseline_evaluator is not None:
         arch = getattr(baseline_evaluator, "from_scratch", None) or largest
         scratch_ppl = float(baseline_evaluator.perplexity(arch, "valid", final_tokens))
     baselines: list[pareto.Baseline] = []

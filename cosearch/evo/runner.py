@@ -49,16 +49,6 @@ def make_coster(config: RunConfig, opts: SearchOptions) -> Any:
     )
 
 
-def _lut_hint(err: Exception, hw: str, config: RunConfig) -> SearchError:
-    msg = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    if "build_lut" not in msg:
-        msg += (
-            f"; build the table with `python -m cosearch.build_lut --hw {hw} "
-            f"--preset {config.name}` (or pass --lut-dir)"
-        )
-    return SearchError(msg)
-
-
 # ----- the job ----------------------------------------------------------------------------
 def cost_source(coster: Any, hw: Any) -> str:
     """Where the costs of `hw` come from: the LUT file, or the analytical model."""
@@ -132,6 +122,11 @@ def run(
 
     if evaluator is None:
         evaluator = _load_evaluator(config, checkpoint, data_dir)
+    if baseline_evaluator is None and options.baseline_checkpoint and options.baseline_ppl is None:
+        # loaded now, not after the search, so that a bad directory fails first
+        baseline_evaluator = _load_evaluator(
+            config, options.baseline_checkpoint, data_dir, "--baseline-checkpoint"
+        )
     ev_space = getattr(evaluator, "space", None)
     if ev_space is not None and ev_space.name != config.space.name:
         raise SearchError(
@@ -145,10 +140,7 @@ def run(
             "pass it as --baseline-checkpoint instead"
         )
     if coster is None:
-        try:
-            coster = make_coster(config, options)
-        except (FileNotFoundError, OSError) as e:
-            raise _lut_hint(e, options.hw, config) from None
+        coster = make_coster(config, options)
 
     eval_tokens = sc.eval_tokens or None
 
@@ -176,10 +168,7 @@ def run(
             ppl_cache=ppl_cache,
         )
         anchor_hws = [hws[k]] if hw_space is None else hw_space.configs()
-        try:
-            anchors = _anchors(problem, anchor_hws)
-        except (FileNotFoundError, OSError, KeyError) as e:
-            raise _lut_hint(e, label, config) from None
+        anchors = _anchors(problem, anchor_hws)  # reads the LUTs: their errors say what to do
         _check_constraints(problem, anchors, options, label)
         refs[label] = _reference_point(problem, anchors)
         sources.update({h.name: cost_source(coster, h) for h in anchor_hws})
@@ -213,19 +202,16 @@ def run(
             settings.generations,
             ",".join(options.objectives),
         )
-        try:
-            result = evolve(
-                problem,
-                settings,
-                refs[label],
-                checkpoint=run_dir.state(label),
-                resume=resume,
-                on_generation=on_gen,
-                progress=progress,
-                desc=f"NSGA-II {label}",
-            )
-        except (FileNotFoundError, OSError, KeyError) as e:
-            raise _lut_hint(e, label, config) from None
+        result = evolve(
+            problem,
+            settings,
+            refs[label],
+            checkpoint=run_dir.state(label),
+            resume=resume,
+            on_generation=on_gen,
+            progress=progress,
+            desc=f"NSGA-II {label}",
+        )
         histories[label] = result.history
 
     fallbacks = getattr(coster, "fallbacks", 0)
@@ -249,7 +235,9 @@ def run(
     )
 
 
-def _load_evaluator(config: RunConfig, checkpoint: str | None, data_dir: str | None) -> Any:
+def _load_evaluator(
+    config: RunConfig, checkpoint: str | None, data_dir: str | None, flag: str = "--checkpoint"
+) -> Any:
     if not checkpoint:
         raise SearchError(f"no supernet checkpoint given; {TRAIN_HINT}")
     from cosearch.supernet.evaluate import load_evaluator
@@ -257,9 +245,9 @@ def _load_evaluator(config: RunConfig, checkpoint: str | None, data_dir: str | N
 
     try:
         return load_evaluator(checkpoint, data_dir, expect_space=config.space.name)
-    except CheckpointError as e:  # add how to make a checkpoint, unless it says so already
+    except CheckpointError as e:  # name the flag and how to make a checkpoint
         raise SearchError(
-            f"{e}" + ("" if "train_supernet" in str(e) else f"; {TRAIN_HINT}")
+            f"{flag}: {e}" + ("" if "train_supernet" in str(e) else f"; {TRAIN_HINT}")
         ) from None
 
 

@@ -70,6 +70,17 @@ class LutError(InputFileError):
     """A LUT file that cannot be used; the message names the file and line."""
 
 
+class LutNotFoundError(InputFileError, FileNotFoundError):
+    """No LUT where backend 'lut' needs one; the message says how to build it."""
+
+
+class LutMissingShapesError(InputFileError, KeyError):
+    """Shapes missing from a LUT under strict=True; the message says how to rebuild it."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
 REQUIRED_COLUMNS = ("hw", "M", "K", "N", "cycles", "energy_pJ")
 REBUILD = "rebuild the table with `python -m cosearch.build_lut` (lut/README.md) or fix the row"
 
@@ -262,7 +273,7 @@ class Coster:
                 table = LutTable(found[0], hw.name, self.regime)
                 log.info("costing %s on %s from %s", self.space.name, hw.name, found[0])
             elif self.backend == "lut":
-                raise FileNotFoundError(
+                raise LutNotFoundError(
                     f"no LUT for preset '{self.space.name}', {hw.name}, regime {self.regime} "
                     f"(looked for {', '.join(map(str, cands))}); build it with: python -m "
                     f"cosearch.build_lut --preset {self.space.name} --hw {hw.name} "
@@ -298,7 +309,7 @@ class Coster:
             if table is not None:
                 missing = [shapes[i] for i in np.where(miss)[0]]
                 if self.strict:
-                    raise KeyError(
+                    raise LutMissingShapesError(
                         f"{len(missing)} GEMM shape(s) (M,K,N) missing from {table.path}, "
                         f"e.g. {missing[:3]}; rebuild it with python -m cosearch.build_lut "
                         f"--preset {self.space.name} --hw {hw.name} (or strict=False)"
