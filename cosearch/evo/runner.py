@@ -121,11 +121,11 @@ def run(
     check_rundir(Path(workdir), desc, resume)  # before loading anything: fail fast
 
     if evaluator is None:
-        evaluator = _load_evaluator(config, checkpoint, data_dir)
+        evaluator = _load_evaluator(config, checkpoint, data_dir, cache_dir=workdir)
     if baseline_evaluator is None and options.baseline_checkpoint and options.baseline_ppl is None:
         # loaded now, not after the search, so that a bad directory fails first
         baseline_evaluator = _load_evaluator(
-            config, options.baseline_checkpoint, data_dir, "--baseline-checkpoint"
+            config, options.baseline_checkpoint, data_dir, "--baseline-checkpoint", workdir
         )
     ev_space = getattr(evaluator, "space", None)
     if ev_space is not None and ev_space.name != config.space.name:
@@ -236,15 +236,23 @@ def run(
 
 
 def _load_evaluator(
-    config: RunConfig, checkpoint: str | None, data_dir: str | None, flag: str = "--checkpoint"
+    config: RunConfig,
+    checkpoint: str | None,
+    data_dir: str | None,
+    flag: str = "--checkpoint",
+    cache_dir: str | Path | None = None,
 ) -> Any:
+    """The checkpoint's evaluator; its perplexity cache lives in the search's run directory
+    (`cache_dir`), never in the (possibly committed) checkpoint."""
     if not checkpoint:
         raise SearchError(f"no supernet checkpoint given; {TRAIN_HINT}")
     from cosearch.supernet.evaluate import load_evaluator
     from cosearch.supernet.train import CheckpointError
 
     try:
-        return load_evaluator(checkpoint, data_dir, expect_space=config.space.name)
+        return load_evaluator(
+            checkpoint, data_dir, expect_space=config.space.name, cache_dir=cache_dir
+        )
     except CheckpointError as e:  # name the flag and how to make a checkpoint
         raise SearchError(
             f"{flag}: {e}" + ("" if "train_supernet" in str(e) else f"; {TRAIN_HINT}")

@@ -1,8 +1,10 @@
 """Perplexity of any subnet of a trained supernet, one compiled function for all subnets.
 
-Owns the eval step (summed word-level NLL over fixed-shape batches), `evaluate_archs` used
-during training, and `Evaluator`, which loads a run directory and caches perplexities by
-(checkpoint step, split, token budget, arch) in memory and in `ppl_cache.json`.
+Owns the eval step (word-level NLL summed per evaluation window over fixed-shape batches),
+`evaluate_archs` used during training, and `Evaluator`, which loads a run directory and
+caches per-window NLL sums (`cosearch.stats.Windows`, so that differences between archs are
+paired measurements) by (checkpoint step, split, token budget, arch) in memory and in
+`ppl_cache.json`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from cosearch.config import RunConfig
 from cosearch.data import eval_batches, load_corpus, perplexity
 from cosearch.space import Arch, SearchSpace
+from cosearch.stats import Windows
 from cosearch.supernet.extract import extract
 from cosearch.supernet.model import TransformerLM, arch_masks, gathered_token_nll
 from cosearch.supernet.train import (
@@ -35,9 +38,10 @@ DENSE_FROM_TOKENS = 50_000  # evaluations at least this long use the extracted d
 
 @partial(jax.jit, static_argnames=("model", "caps"))
 def eval_step(params, inputs, targets, weights, masks, *, model: TransformerLM, caps):
-    """Summed NLL (nats) and token count of one batch under the subnet `masks`. Tail
-    clusters are evaluated only at their targets' positions; `caps` must cover the most
-    such positions of any batch (see `exact_caps`), which keeps the result exact."""
+    """Per-window summed NLL (nats) and token counts, shape (B,), of one batch under the
+    subnet `masks`. Tail clusters are evaluated only at their targets' positions; `caps`
+    must cover the most such positions of any batch (see `exact_caps`), which keeps the
+    result exact."""
     out = model.apply(
         {"params": params},
         inputs,
@@ -47,8 +51,8 @@ def eval_step(params, inputs, targets, weights, masks, *, model: TransformerLM, 
         train=False,
         method=TransformerLM.train_outputs,
     )
-    nll = gathered_token_nll(out, targets, model.clusters.bounds)
-    return (nll * weights.reshape(-1)).sum(), weights.sum()
+    nll = gathered_token_nll(out, targets, model.clusters.bounds).reshape(weights.shape)
+    return (nll * weights).sum(-1), weights.sum(-1)
 
 
 def exact_caps(model: TransformerLM, batches: list) -> tuple[int, ...]:
@@ -62,7 +66,7 @@ def exact_caps(model: TransformerLM, batches: list) -> tuple[int, ...]:
     return tuple(caps)
 
 
-def split_ppl(
+def split_windows(
     model: TransformerLM,
     params,
     space: SearchSpace,
@@ -72,18 +76,27 @@ def split_ppl(
     max_tokens: int | None = None,
     *,
     masked: bool = True,
-) -> float:
-    """Perplexity of `arch`: `model` is the supernet (masked=True) or the dense model of
-    `arch` itself (masked=False, e.g. from `extract`)."""
+) -> Windows:
+    """Per-window NLL sums of `arch` over the evaluation windows of `tokens` (padding
+    windows dropped): `model` is the supernet (masked=True) or the dense model of `arch`
+    itself (masked=False, e.g. from `extract`)."""
     masks = arch_masks(space, arch) if masked else None
     batches = list(eval_batches(tokens, batch_size, space.seq_len, max_tokens))
     caps = exact_caps(model, batches)
-    tot, n = 0.0, 0.0
+    nll, cnt = [], []
     for x, y, w in batches:
         s, c = eval_step(params, x, y, w, masks, model=model, caps=caps)
-        tot += float(s)
-        n += float(c)
-    return perplexity(tot, n)
+        nll.append(np.asarray(s, np.float64))
+        cnt.append(np.asarray(c, np.float64))
+    nll_a, cnt_a = np.concatenate(nll), np.concatenate(cnt)
+    keep = cnt_a > 0
+    return Windows(nll_a[keep], cnt_a[keep])
+
+
+def split_ppl(*args, **kwargs) -> float:
+    """Perplexity of `arch` (same arguments as `split_windows`)."""
+    w = split_windows(*args, **kwargs)
+    return perplexity(float(w.nll.sum()), float(w.tokens.sum()))
 
 
 def evaluate_archs(
@@ -106,7 +119,11 @@ class Evaluator:
     """Perplexity of subnets of one trained run (supernet or from-scratch)."""
 
     def __init__(
-        self, workdir: str | Path, data_dir: str | None = None, expect_space: str | None = None
+        self,
+        workdir: str | Path,
+        data_dir: str | None = None,
+        expect_space: str | None = None,
+        cache_dir: str | Path | None = None,
     ):
         self.workdir = Path(workdir)
         desc = read_run_config(self.workdir)
@@ -129,11 +146,13 @@ class Evaluator:
             )
         self.model = make_model(self.config, self.corpus.vocab_size)
         self.params, self.step = restore_params(self.workdir, self.model, self.space)
-        self._cache_path = self.workdir / CACHE_FILE
-        self._cache: dict[str, float] = {}
+        self._cache_path = Path(cache_dir or self.workdir) / CACHE_FILE
+        self._cache: dict[str, dict] = {}
         if self._cache_path.is_file():
             try:
-                self._cache = json.loads(self._cache_path.read_text())
+                cached = json.loads(self._cache_path.read_text())
+                # entries of the first format were bare perplexities: not paired, dropped
+                self._cache = {k: v for k, v in cached.items() if isinstance(v, dict)}
             except json.JSONDecodeError:
                 log.warning("ignoring corrupt %s", self._cache_path)
 
@@ -144,6 +163,13 @@ class Evaluator:
         self, arch: Arch, split: str = "valid", max_tokens: int | None = None, *, save: bool = True
     ) -> float:
         """Word-level perplexity of `arch` on `split` (first `max_tokens` tokens, or all)."""
+        return self.windows(arch, split, max_tokens, save=save).ppl
+
+    def windows(
+        self, arch: Arch, split: str = "valid", max_tokens: int | None = None, *, save: bool = True
+    ) -> Windows:
+        """Per-window NLL sums of `arch` on `split`; every arch of one (split, max_tokens)
+        is scored on the same windows, so differences between archs are paired."""
         self.space.validate(arch)
         if self.from_scratch is not None and arch != self.from_scratch:
             raise CheckpointError(
@@ -161,7 +187,7 @@ class Evaluator:
                 params, masked = params["params"], False
             else:
                 model, params, masked = self.model, self.params, True
-            self._cache[key] = split_ppl(
+            w = split_windows(
                 model,
                 params,
                 self.space,
@@ -171,9 +197,10 @@ class Evaluator:
                 max_tokens,
                 masked=masked,
             )
+            self._cache[key] = w.to_dict()
             if save:
                 self.save_cache()
-        return self._cache[key]
+        return Windows.from_dict(self._cache[key])
 
     def save_cache(self) -> None:
         """Write the cache, merged with what other processes (parallel searches on the
@@ -190,6 +217,10 @@ class Evaluator:
 
 
 def load_evaluator(
-    checkpoint_dir: str | Path, data_dir: str | None = None, expect_space: str | None = None
+    checkpoint_dir: str | Path,
+    data_dir: str | None = None,
+    expect_space: str | None = None,
+    cache_dir: str | Path | None = None,
 ) -> Evaluator:
-    return Evaluator(checkpoint_dir, data_dir, expect_space)
+    """An `Evaluator` of a run; its windows cache goes to `cache_dir` (default: the run)."""
+    return Evaluator(checkpoint_dir, data_dir, expect_space, cache_dir)

@@ -3,9 +3,11 @@
 Measures, in one process and interleaved (so a busy machine slows all three alike):
 (a) the BigNAS sandwich step (tokens/s, and per subnet forward + backward), (b) a
 single-subnet masked step of the largest arch and (c) the same module without masks, the
-plain dense LM. Reports the masking overhead (b vs c; target <= 15%) and achieved FLOP/s as
-a fraction of a measured float32 matmul peak (target >= 40%). Prints a table and saves
-results/supernet_bench_<preset>.json.
+plain dense LM, and (d) the plain-JAX minimal LM of experiments/recipe/minimal_lm.py (same
+arch shape, full softmax, no Flax) on the same batch. Reports the masking overhead (b vs c;
+target <= 15%), the project's dense step against the minimal one (target: at most 15%
+slower per token) and achieved FLOP/s as a fraction of a measured float32 matmul peak
+(target >= 40%). Prints a table and saves results/supernet_bench_<preset>.json.
 
     python experiments/bench/supernet_bench.py --preset cpu [--steps 10]
 """
@@ -16,6 +18,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -27,6 +30,9 @@ import numpy as np
 from cosearch.config import get_preset, override
 from cosearch.supernet.model import arch_masks, gathered_nll, stack_masks
 from cosearch.supernet.train import init_state, make_model, sandwich, tail_caps, train_step
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipe"))
+import minimal_lm  # noqa: E402
 
 
 def matmul_peak(n: int = 2048, reps: int = 10) -> float:
@@ -96,7 +102,30 @@ def main(argv=None) -> dict:
     def sandwich_masks(s):
         return stack_masks([arch_masks(space, m) for m in sandwich(space, 0, s, t.n_random)])
 
+    mini_tx = minimal_lm.make_optimizer(t.lr, 1000, 10)
+    heads = big.heads[0]
+    mini = {
+        "p": minimal_lm.init_params(
+            key,
+            a.vocab,
+            big.d_model,
+            big.n_layers,
+            heads,
+            big.d_ffn[0],
+            space.seq_len,
+            np.zeros(a.vocab),
+        )
+    }
+    mini["o"] = mini_tx.init(mini["p"])
+
+    def minimal_step(st, s):
+        mini["p"], mini["o"], loss = minimal_lm.train_step(
+            mini["p"], mini["o"], x, y, heads=heads, tx=mini_tx
+        )
+        return st, {"loss": loss}
+
     kinds = {
+        "minimal": minimal_step,
         "sandwich": lambda st, s: train_step(
             st, x, y, sandwich_masks(s), key, model=model, distill=alpha, caps=caps
         ),
@@ -137,6 +166,9 @@ def main(argv=None) -> dict:
         "sandwich_tokens_per_s": tokens / med["sandwich"],
         "per_subnet_tokens_per_s": tokens * n_sub / med["sandwich"],
         "dense_tokens_per_s": tokens / med["dense"],
+        "minimal_tokens_per_s": tokens / med["minimal"],
+        "dense_slower_than_minimal": med["dense"] / med["minimal"] - 1,
+        "sandwich_in_dense_steps": med["sandwich"] / med["dense"],
         "mask_overhead": med["masked"] / med["dense"] - 1,
         "per_subnet_overhead_vs_dense": med["sandwich"] / n_sub / med["dense"] - 1,
         "matmul_peak_gflops": peak / 1e9,
