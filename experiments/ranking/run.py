@@ -1,0 +1,207 @@
+"""Ranking fidelity: does the supernet order subnets as standalone training does?
+
+Picks archs spread over the space (largest, smallest, and six cells of depth x width, see
+`select_archs`), trains each from
+scratch with the supernet's own recipe and token budget (`train_supernet --from-scratch`),
+scores the standalone models and the supernet's inherited weights on the whole validation
+split, and compares the two rankings (Kendall tau and Spearman, with bootstrap intervals
+over archs) and, on the same archs, two training-free proxies: decoder parameter count
+(LiteTransformerSearch) and FLOPs. Resumable: trained runs and scores are reused.
+
+    python experiments/ranking/run.py --supernet runs/supernet-cpu     # ~2.5 h on 2 cores
+    python experiments/ranking/run.py --select-only                    # just list the archs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from scipy import stats as sps
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from cosearch.config import RunConfig  # noqa: E402
+from cosearch.runinfo import git_commit, write_json_atomic, write_text_atomic  # noqa: E402
+from cosearch.space import Arch, SearchSpace  # noqa: E402
+
+HERE = Path(__file__).parent
+
+
+def select_archs(space: SearchSpace, seed: int = 0) -> dict[str, Arch]:
+    """largest, smallest, then one arch per (depth, width) cell: the fewest, middle and
+    most layers of the space x a narrow (second-smallest) and the widest d_model; inside
+    a cell (heads and FFN widths free) the sampled arch nearest the cell's median decoder
+    parameter count. Parameter counts then spread from the smallest to the largest, and
+    deep-narrow archs meet shallow-wide ones of similar size."""
+    rng = random.Random(f"{seed}:ranking")
+    pool = sorted({space.sample(rng) for _ in range(5000)}, key=lambda a: a.to_json())
+    layers = sorted({a.n_layers for a in pool})
+    widths = sorted({a.d_model for a in pool})
+    chosen = {"largest": space.largest(), "smallest": space.smallest()}
+    for n in (layers[0], layers[len(layers) // 2], layers[-1]):
+        for tag, d in (("narrow", widths[1]), ("wide", widths[-1])):
+            cell = [a for a in pool if a.n_layers == n and a.d_model == d]
+            if not cell:
+                continue
+            params = [space.param_count(a, embeddings=False) for a in cell]
+            median = float(np.median(params))
+            best = min(zip(params, cell), key=lambda pc: (abs(pc[0] - median), pc[1].to_json()))
+            chosen[f"L{n}-{tag}"] = best[1]
+    return chosen
+
+
+def rank_stats(x: np.ndarray, y: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Kendall tau and Spearman rho of x vs y with percentile bootstrap intervals over
+    the archs (resamples with fewer than 3 distinct archs are skipped)."""
+    tau = float(sps.kendalltau(x, y).statistic)
+    rho = float(sps.spearmanr(x, y).statistic)
+    rng = np.random.default_rng(seed)
+    taus, rhos = [], []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(x), len(x))
+        if len(set(i)) < 3:
+            continue
+        taus.append(sps.kendalltau(x[i], y[i]).statistic)
+        rhos.append(sps.spearmanr(x[i], y[i]).statistic)
+    ci = lambda v: [float(q) for q in np.nanquantile(v, [0.025, 0.975])]  # noqa: E731
+    return {
+        "kendall_tau": tau,
+        "kendall_tau_ci": ci(taus),
+        "spearman": rho,
+        "spearman_ci": ci(rhos),
+    }
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--supernet", default="runs/supernet-cpu", help="supernet run directory")
+    p.add_argument("--runs", default="runs/ranking", help="where standalone runs go")
+    p.add_argument("--data-dir", default=None, help="WikiText-2 directory ($COSEARCH_DATA)")
+    p.add_argument("--split", default="valid", choices=("valid", "test"))
+    p.add_argument("--select-only", action="store_true", help="print the archs and stop")
+    p.add_argument("--out", default=str(HERE / "results"))
+    a = p.parse_args(argv)
+    sup_dir = Path(a.supernet)
+    desc = json.loads((sup_dir / "config.json").read_text())
+    config = RunConfig.from_dict(desc["config"])
+    space = config.space
+    archs = select_archs(space)
+    for name, arch in archs.items():
+        print(
+            f"{name:12s} {arch.short():45s} decoder params "
+            f"{space.param_count(arch, embeddings=False) / 1e6:.2f} M"
+        )
+    if a.select_only:
+        return {}
+
+    from cosearch.stats import ppl_se
+    from cosearch.supernet.evaluate import load_evaluator
+    from cosearch.supernet.train import run as train_run
+
+    sup = load_evaluator(sup_dir, a.data_dir)
+    if sup.from_scratch is not None:
+        sys.exit(f"error: {sup_dir} is a from-scratch run; --supernet needs a supernet run")
+    if config.data.data_dir != (a.data_dir or config.data.data_dir):
+        from dataclasses import replace
+
+        config = replace(config, data=replace(config.data, data_dir=a.data_dir))
+    rows = []
+    for name, arch in archs.items():
+        workdir = Path(a.runs) / name
+        done = (workdir / "config.json").exists()
+        print(f"== {name}: standalone training ({'resume' if done else 'new'})", flush=True)
+        train_run(config, workdir, resume=done, from_scratch=arch)
+        alone = load_evaluator(workdir, a.data_dir).windows(arch, a.split)
+        inherited = sup.windows(arch, a.split)
+        rows.append(
+            {
+                "name": name,
+                "arch": arch.to_dict(),
+                "short": arch.short(),
+                "decoder_params": space.param_count(arch, embeddings=False),
+                "flops": space.flops(arch),
+                "standalone_ppl": alone.ppl,
+                "standalone_ppl_se": ppl_se(alone),
+                "supernet_ppl": inherited.ppl,
+                "supernet_ppl_se": ppl_se(inherited),
+            }
+        )
+        print(f"{name}: standalone {alone.ppl:.1f}, supernet {inherited.ppl:.1f}", flush=True)
+    alone = np.array([r["standalone_ppl"] for r in rows])
+    res = {
+        "what": "rank agreement of supernet-inherited vs standalone-trained perplexity "
+        f"(whole {a.split} split), and of training-free proxies vs standalone",
+        "command": "python experiments/ranking/run.py",
+        "git_commit": git_commit(),
+        "supernet": str(sup_dir),
+        "supernet_step": sup.step,
+        "train_steps": config.train.steps,
+        "train_tokens": config.train.steps * config.data.batch_size * space.seq_len,
+        "n_standalone": len(rows),
+        **rank_stats(np.array([r["supernet_ppl"] for r in rows]), alone),
+    }
+    # a bigger proxy means a better (lower-perplexity) model: rank -proxy against ppl
+    for proxy, key in (("params", "decoder_params"), ("flops", "flops")):
+        st = rank_stats(-np.array([r[key] for r in rows], float), alone)
+        res[f"proxy_{proxy}_kendall_tau"] = st["kendall_tau"]
+        res[f"proxy_{proxy}_kendall_tau_ci"] = st["kendall_tau_ci"]
+        res[f"proxy_{proxy}_spearman"] = st["spearman"]
+    res["rows"] = rows
+    out = Path(a.out)
+    write_json_atomic(out / "ranking.json", res)
+    lines = [
+        "| arch | name | decoder params (M) | standalone ppl | supernet ppl |",
+        "|---|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| `{r['short']}` | {r['name']} | {r['decoder_params'] / 1e6:.2f} | "
+        f"{r['standalone_ppl']:.1f} ± {r['standalone_ppl_se']:.1f} | "
+        f"{r['supernet_ppl']:.1f} ± {r['supernet_ppl_se']:.1f} |"
+        for r in rows
+    ]
+    lines += [
+        "",
+        f"Kendall tau {res['kendall_tau']:.3f} (95% CI "
+        f"{res['kendall_tau_ci'][0]:.2f} to {res['kendall_tau_ci'][1]:.2f}), Spearman "
+        f"{res['spearman']:.3f}; proxies: decoder params tau "
+        f"{res['proxy_params_kendall_tau']:.3f}, FLOPs tau {res['proxy_flops_kendall_tau']:.3f}",
+    ]
+    write_text_atomic(out / "ranking.md", "\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.errorbar(
+        [r["standalone_ppl"] for r in rows],
+        [r["supernet_ppl"] for r in rows],
+        xerr=[r["standalone_ppl_se"] for r in rows],
+        yerr=[r["supernet_ppl_se"] for r in rows],
+        fmt="o",
+    )
+    for r in rows:
+        ax.annotate(r["name"], (r["standalone_ppl"], r["supernet_ppl"]), fontsize=7)
+    lo_, hi_ = (
+        min(alone.min(), min(r["supernet_ppl"] for r in rows)),
+        max(alone.max(), max(r["supernet_ppl"] for r in rows)),
+    )
+    ax.plot([lo_, hi_], [lo_, hi_], "k:", lw=0.8, label="y = x")
+    ax.set(
+        xlabel=f"standalone from scratch, {a.split} ppl (whole split)",
+        ylabel="supernet inherited weights, same split",
+        title=f"ranking fidelity: Kendall tau {res['kendall_tau']:.2f}",
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "ranking.png", dpi=120)
+    print("\n".join(lines))
+    return res
+
+
+if __name__ == "__main__":
+    main()
