@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cosearch.config import override
+from cosearch.config import get_preset, override
 from cosearch.space import PRESETS, Arch, ArchError
 from cosearch.supernet.evaluate import load_evaluator
 from cosearch.supernet.extract import extract
@@ -201,3 +201,62 @@ def test_export_params_only_loads_the_same(tiny_checkpoint, tmp_path):
     assert a.step == b.step
     assert a.perplexity(arch, save=False) == b.perplexity(arch, save=False)
     assert not any(p.name == "state" for p in (tmp_path / "exp").rglob("*"))
+
+
+def test_extending_a_finished_run_equals_training_longer(tiny_config, tmp_path):
+    """--resume --steps N on a finished WSD run restarts from the checkpoint kept at its
+    decay start; the stable phase is the same in both schedules, so the result equals a
+    run set up for N steps from the start."""
+    longer = override(tiny_config, ["train.steps=10"])
+    run(longer, tmp_path / "a")
+    run(tiny_config, tmp_path / "b")  # 6 steps, decay from step 5
+    run(longer, tmp_path / "b", resume=True)
+    from cosearch.supernet.train import make_model
+
+    model = make_model(tiny_config, 47)
+    pa, sa = restore_params(tmp_path / "a", model, tiny_config.space)
+    pb, sb = restore_params(tmp_path / "b", model, tiny_config.space)
+    assert sa == sb == 10
+    for x, y in zip(jax.tree_util.tree_leaves(pa), jax.tree_util.tree_leaves(pb)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    events = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert {"event": "extend", "from_steps": 6, "to_steps": 10, "restart_step": 5} in events
+    desc = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert desc["config"]["train"]["steps"] == 10 and desc["extended"][0]["from_steps"] == 6
+    with pytest.raises(CheckpointError, match="may only grow"):
+        run(tiny_config, tmp_path / "b", resume=True)
+
+
+def test_resume_of_nothing_is_refused(tiny_config, tmp_path):
+    with pytest.raises(CheckpointError, match="holds no run"):
+        run(tiny_config, tmp_path / "empty", resume=True)
+
+
+def test_untrained_model_predicts_the_unigram(tiny_config):
+    """Zero output tables + log-unigram biases: the first prediction is the (add-one)
+    unigram distribution at every position, whatever the input."""
+    from cosearch.data import load_corpus
+    from cosearch.supernet.model import arch_masks
+    from cosearch.supernet.train import init_state, make_model
+
+    corpus = load_corpus(tiny_config.data.data_dir)
+    model = make_model(tiny_config, corpus.vocab_size)
+    state = init_state(tiny_config, model, corpus.train)
+    space = tiny_config.space
+    x = corpus.valid[None, : space.seq_len]
+    lp = model.apply({"params": state.params}, x, arch_masks(space, space.largest()))
+    logp = np.concatenate([np.asarray(b) for b in lp], -1)[0]
+    counts = np.bincount(corpus.train, minlength=corpus.vocab_size) + 1.0
+    np.testing.assert_allclose(
+        logp, np.log(counts / counts.sum())[None].repeat(len(logp), 0), atol=1e-5
+    )
+
+
+def test_configs_saved_before_the_new_recipe_load_as_they_were():
+    from cosearch.config import RunConfig
+
+    old = RunConfig.from_dict({"name": "cpu", "model": {"space": "cpu"}, "train": {"lr": 1e-3}})
+    assert old.model.tied and old.model.output_bias == "zero"
+    assert old.train.schedule == "cosine" and old.train.b2 == 0.999
+    new = RunConfig.from_dict(get_preset("cpu").to_dict())
+    assert new == get_preset("cpu") and not new.model.tied
