@@ -164,7 +164,8 @@ def test_from_scratch_baseline_and_misuse(tmp_path):
     scratch.from_scratch = SPACE.largest()
     out = _run(tmp_path / "b", baseline_evaluator=scratch)
     rows = [r for r in out["edp_reduction"] if r["baseline"] == "from scratch"]
-    assert len(rows) == 4 and all(r["reduction"] for r in rows)
+    assert len(rows) == 6 and all(r["reduction"] for r in rows)  # six budgets, paired
+    assert all(r["method"].startswith("paired") and r["delta_ppl_se"] >= 0 for r in rows)
     summary = (tmp_path / "b" / "summary.md").read_text()
     assert "from scratch" in summary and "Layer heterogeneity" in summary
     with pytest.raises(SearchError, match="from-scratch model, not a supernet"):

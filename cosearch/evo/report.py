@@ -17,7 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from cosearch.config import RunConfig
-from cosearch.evo import pareto
+from cosearch.evo import budgets, pareto
 from cosearch.evo.options import SearchOptions
 from cosearch.evo.problem import Evaluation, InfeasibleError, Problem
 from cosearch.runinfo import git_commit, write_json_atomic, write_text_atomic
@@ -106,9 +106,30 @@ def finish(
     # Files.
     pareto.write_csv(workdir / "evaluated.csv", evaluated)
     pareto.write_csv(workdir / "pareto.csv", front)
-    reductions = [
-        r for b in baselines for r in pareto.edp_reductions(hw_fronts.get(b.hw, front), b)
+    reductions: list[dict] = []
+    t_budget = time.perf_counter()
+    if options.final_eval and hasattr(evaluator, "windows"):
+        log.info(
+            "deciding perplexity budgets on the final split (paired, %s tokens)",
+            final_tokens or "all",
+        )
+        reductions = budgets.paired_budgets(
+            evaluated,
+            baselines,
+            evaluator,
+            baseline_evaluator,
+            largest,
+            config.search.eval_tokens or None,
+            final_tokens,
+        )
+    paired = {(r["baseline"], r["hw"]) for r in reductions}
+    reductions += [  # baselines without windows to pair (e.g. a bare --baseline-ppl)
+        {**r, "method": "search/front point estimates (not paired)"}
+        for b in baselines
+        if (b.name, b.hw) not in paired
+        for r in pareto.edp_reductions(hw_fronts.get(b.hw, front), b)
     ]
+    final_s += time.perf_counter() - t_budget
     het = pareto.heterogeneity(front)
     timers = {k: asdict(p.timers) for k, p in problems.items()}
     ppl_s = sum(t["ppl_s"] for t in timers.values())
@@ -184,6 +205,7 @@ def finish(
             histories=histories,
             n_evaluated=len(evaluated),
             regime=options.regime,
+            reductions=reductions,
         ),
     )
     log.info("front of %d pairs written to %s", len(front), workdir)

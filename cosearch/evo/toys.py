@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from cosearch.space import Arch, SearchSpace
 
 
@@ -74,6 +76,18 @@ class ToyEvaluator:
         self.calls += 1
         shift = {"valid": 0.0, "test": 0.3}[split] + (0.05 if max_tokens else 0.0)
         return self._ppl(arch) + shift
+
+    def windows(self, arch: Arch, split: str = "valid", max_tokens: int | None = None):
+        """Per-window NLL sums whose perplexity is exactly `perplexity(...)`: windows of
+        64 tokens (max_tokens // 64 of them, or 64), with arch-specific zero-sum noise."""
+        from cosearch.stats import Windows
+
+        n = max(2, (max_tokens or 4096) // 64)
+        tokens = np.full(n, 64.0)
+        seed = int(hashlib.sha1(f"{arch.to_json()}|{split}".encode()).hexdigest()[:8], 16)
+        noise = np.random.default_rng(seed).normal(0, 0.05, n)
+        nll = tokens * (math.log(self.perplexity(arch, split, max_tokens)) + noise - noise.mean())
+        return Windows(nll, tokens)
 
 
 @dataclass(frozen=True)

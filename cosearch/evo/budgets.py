@@ -1,0 +1,175 @@
+"""Perplexity budgets decided on re-evaluated, paired numbers, with intervals.
+
+A search scores archs on a few thousand tokens; at that size the paired noise between two
+close subnets is larger than a +1 ppl budget. So a budget's pick is not read off the
+search estimates: every evaluated arch whose search estimate is within `band` paired
+standard errors of the budget is a candidate; candidates are re-scored on the final split
+(the whole split by default) in order of EDP, and the pick is the lowest-EDP one whose
+final paired difference to the baseline is within the budget. The reduction's interval
+comes from a bootstrap over the final split's windows (the pick is made again in each
+resample). It must not search or cost hardware: it takes evaluations and windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from cosearch.space import Arch
+from cosearch.stats import Windows, bootstrap_weights, interval, paired_delta
+
+# (label, allowance, relative?): +x ppl over the baseline, or +x of its perplexity
+BUDGETS: tuple[tuple[str, float, bool], ...] = (
+    ("+0.1 ppl", 0.1, False),
+    ("+1 ppl", 1.0, False),
+    ("+0.1 %", 0.001, True),
+    ("+1 %", 0.01, True),
+    ("+2 %", 0.02, True),
+    ("+5 %", 0.05, True),
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One (arch, hw) pair of the search with its cost."""
+
+    arch: Arch
+    edp: float
+
+
+def _allowance(delta: float, relative: bool, baseline_ppl: np.ndarray | float):
+    return baseline_ppl * delta if relative else delta + 0 * baseline_ppl
+
+
+def budget_picks(
+    candidates: Sequence[Candidate],
+    baseline_edp: float,
+    search_windows: Callable[[Arch], Windows],
+    baseline_search: Windows,
+    final_windows: Callable[[Arch], Windows],
+    baseline_final: Windows,
+    budgets: Sequence[tuple[str, float, bool]] = BUDGETS,
+    band: float = 3.0,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list[dict]:
+    """One row per budget: the pick, its final Δppl and SE, the EDP reduction and its
+    bootstrap interval, whether Δppl lies within one SE of the budget's edge."""
+    final_cache: dict[Arch, Windows] = {}
+
+    def final(arch: Arch) -> Windows:
+        if arch not in final_cache:
+            final_cache[arch] = final_windows(arch)
+        return final_cache[arch]
+
+    search = {}
+    for c in candidates:
+        if c.arch not in search:
+            search[c.arch] = paired_delta(search_windows(c.arch), baseline_search)
+    by_edp = sorted(candidates, key=lambda c: (c.edp, c.arch.to_json()))
+    w = bootstrap_weights(len(baseline_final.tokens), n_boot, seed)
+    base_boot = np.exp((w @ baseline_final.nll) / (w @ baseline_final.tokens))
+    rows = []
+    for label, delta, relative in budgets:
+        allow = float(_allowance(delta, relative, baseline_final.ppl))
+        allow_search = float(_allowance(delta, relative, baseline_search.ppl))
+        kept = [c for c in by_edp if search[c.arch][0] - band * search[c.arch][1] <= allow_search]
+        pick, checked = None, []
+        for c in kept:
+            d, se = paired_delta(final(c.arch), baseline_final)
+            checked.append(c)
+            if pick is None and d <= allow:
+                pick = (c, d, se)
+            # past the pick, go on until a candidate passes with margin, so that the
+            # bootstrap can fall back on it where the pick fails a resample
+            if pick is not None and d + 2 * se <= allow:
+                break
+        boot = []
+        for c in checked:
+            f = final(c.arch)
+            d_boot = np.exp((w @ f.nll) / (w @ f.tokens)) - base_boot
+            boot.append(d_boot <= _allowance(delta, relative, base_boot))
+        red_boot = np.full(n_boot, np.nan)
+        for i, c in reversed(list(enumerate(checked))):  # lowest EDP wins: fill last
+            red_boot[boot[i]] = baseline_edp / c.edp
+        row = {
+            "budget": label,
+            "budget_ppl": allow,
+            "candidates": len(kept),
+            "re_evaluated": len(checked),
+            "arch": None,
+            "edp": None,
+            "delta_ppl_full": None,
+            "delta_ppl_se": None,
+            "reduction": None,
+            "reduction_ci": None,
+            "pick_rate": float(np.mean(~np.isnan(red_boot))),
+            "near_edge": None,
+        }
+        if pick is not None:
+            c, d, se = pick
+            ok = red_boot[~np.isnan(red_boot)]
+            row.update(
+                arch=c.arch.short(),
+                edp=c.edp,
+                delta_ppl_full=d,
+                delta_ppl_se=se,
+                reduction=baseline_edp / c.edp,
+                reduction_ci=list(interval(ok)) if len(ok) else None,
+                near_edge=bool(abs(d - allow) < se),
+            )
+        rows.append(row)
+    return rows
+
+
+def paired_budgets(
+    evaluated: Sequence,
+    baselines: Sequence,
+    evaluator,
+    baseline_evaluator,
+    largest: Arch,
+    search_tokens: int | None,
+    final_tokens: int | None,
+    budgets: Sequence[tuple[str, float, bool]] = BUDGETS,
+) -> list[dict]:
+    """`budget_picks` for each baseline (objects with name, hw, edp) over the evaluated
+    pairs on its hardware: the supernet's largest arch scored by `evaluator`, the
+    from-scratch model by `baseline_evaluator`, both on the same windows as the
+    candidates. Baselines with nothing to score windows (a bare --baseline-ppl) are
+    skipped."""
+    rows = []
+    for b in sorted(baselines, key=lambda b: (b.name != "from scratch", b.hw, b.name)):
+        ev_b = baseline_evaluator if b.name == "from scratch" else evaluator
+        if ev_b is None or not hasattr(ev_b, "windows"):
+            continue
+        b_arch = getattr(ev_b, "from_scratch", None) or largest
+        cands = [
+            Candidate(e.arch, e.edp)
+            for e in evaluated
+            if e.hw == b.hw and e.feasible and np.isfinite(e.edp)
+        ]
+        picks = budget_picks(
+            cands,
+            b.edp,
+            lambda a: evaluator.windows(a, "valid", search_tokens),
+            ev_b.windows(b_arch, "valid", search_tokens),
+            lambda a: evaluator.windows(a, "valid", final_tokens),
+            ev_b.windows(b_arch, "valid", final_tokens),
+            budgets,
+        )
+        base_ppl = ev_b.windows(b_arch, "valid", final_tokens).ppl
+        for r in picks:
+            rows.append(
+                {
+                    "baseline": b.name,
+                    "hw": b.hw,
+                    "baseline_ppl": base_ppl,
+                    "baseline_edp": b.edp,
+                    "final_tokens": final_tokens or "all",
+                    "method": "paired, re-evaluated on the final split",
+                    **r,
+                }
+            )
+    return rows

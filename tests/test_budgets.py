@@ -1,0 +1,98 @@
+"""Budget picks are decided on re-evaluated, paired numbers (made-up windows)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cosearch.evo.budgets import Candidate, budget_picks
+from cosearch.space import Arch
+from cosearch.stats import Windows
+
+K, N = 400, 128  # windows, tokens per window
+BASE = 5.0  # baseline NLL per token: ppl e^5 = 148.4
+
+
+def _arch(i: int) -> Arch:
+    return Arch(1, 16 * (i + 1), (1,), (32,))
+
+
+def _windows(delta_ppl: float, noise: float, seed: int) -> Windows:
+    """Windows whose perplexity is exactly exp(BASE) + delta_ppl, with zero-sum noise."""
+    e = np.random.default_rng(seed).normal(0, noise, K)
+    r = np.log(np.exp(BASE) + delta_ppl)
+    return Windows(N * (r + e - e.mean()), np.full(K, float(N)))
+
+
+def test_membership_is_decided_on_the_final_split_not_the_search_estimate():
+    # A: cheapest; looks within +1 ppl on the search tokens (+0.5) but is +3 on the
+    # final split. B: search estimate +2.5 (outside the budget by noise) but +0.6 on the
+    # final split. C: dearest, safely inside. The pick at +1 ppl must be B.
+    search = {_arch(0): 0.5, _arch(1): 2.5, _arch(2): 0.1}
+    final = {_arch(0): 3.0, _arch(1): 0.6, _arch(2): 0.1}
+    cands = [Candidate(_arch(0), 1.0), Candidate(_arch(1), 2.0), Candidate(_arch(2), 3.0)]
+    rows = budget_picks(
+        cands,
+        baseline_edp=4.0,
+        search_windows=lambda a: _windows(search[a], 0.3, hash(a) % 1000),
+        baseline_search=_windows(0.0, 0.3, 7),
+        final_windows=lambda a: _windows(final[a], 0.3, hash(a) % 1000 + 1),
+        baseline_final=_windows(0.0, 0.3, 8),
+        budgets=[("+1 ppl", 1.0, False), ("+0.01 ppl", 0.01, False)],
+        n_boot=200,
+    )
+    one, tiny = rows
+    assert one["arch"] == _arch(1).short()
+    assert one["delta_ppl_full"] == pytest.approx(0.6, abs=1e-9)
+    assert one["reduction"] == pytest.approx(2.0)
+    assert one["delta_ppl_se"] > 0 and one["budget_ppl"] == 1.0
+    lo, hi = one["reduction_ci"]
+    assert lo <= one["reduction"] <= hi
+    assert tiny["arch"] is None and tiny["reduction"] is None  # nothing within +0.01
+
+
+def test_noise_band_keeps_a_candidate_a_point_prefilter_would_drop():
+    # the only candidate within budget has a search estimate 2 SE above the allowance
+    search_w = _windows(4.0, 0.3, 1)
+    base_search = _windows(0.0, 0.3, 2)
+    from cosearch.stats import paired_delta
+
+    d, se = paired_delta(search_w, base_search)
+    assert d > 1.0 and d - 3 * se < 1.0  # outside on the point estimate, inside the band
+    rows = budget_picks(
+        [Candidate(_arch(0), 1.0)],
+        2.0,
+        lambda a: search_w,
+        base_search,
+        lambda a: _windows(0.5, 0.05, 3),
+        _windows(0.0, 0.05, 4),
+        budgets=[("+1 ppl", 1.0, False)],
+        n_boot=100,
+    )
+    assert rows[0]["arch"] == _arch(0).short() and rows[0]["candidates"] == 1
+    narrow = budget_picks(
+        [Candidate(_arch(0), 1.0)],
+        2.0,
+        lambda a: search_w,
+        base_search,
+        lambda a: _windows(0.5, 0.05, 3),
+        _windows(0.0, 0.05, 4),
+        budgets=[("+1 ppl", 1.0, False)],
+        n_boot=100,
+        band=0.0,
+    )
+    assert narrow[0]["arch"] is None  # a point pre-filter loses the true pick
+
+
+def test_pick_near_the_edge_is_flagged():
+    rows = budget_picks(
+        [Candidate(_arch(0), 1.0)],
+        2.0,
+        lambda a: _windows(0.9, 0.3, 1),
+        _windows(0.0, 0.3, 2),
+        lambda a: _windows(0.95, 0.3, 3),
+        _windows(0.0, 0.3, 4),
+        budgets=[("+1 ppl", 1.0, False)],
+        n_boot=200,
+    )
+    assert rows[0]["near_edge"] is True and 0 < rows[0]["pick_rate"] < 1
