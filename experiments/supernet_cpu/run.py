@@ -22,9 +22,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from cosearch.space import get_space  # noqa: E402
+from cosearch.stats import paired_delta, ppl_se  # noqa: E402
 from cosearch.supernet.evaluate import load_evaluator  # noqa: E402
 
 HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
 
 
 def _records(run: Path) -> list[dict]:
@@ -115,44 +117,69 @@ def main(argv=None) -> dict:
     rng = random.Random(a.seed)
     archs = [("largest", space.largest()), ("smallest", space.smallest())]
     archs += [(f"random{i}", space.sample(rng)) for i in range(a.n_random)]
-    rows = []
-    for name, arch in archs:
-        rows.append(
-            {
-                "model": f"supernet {name}",
-                "arch": arch.short(),
-                "params_M": space.param_count(arch) / 1e6,
-                "valid_ppl": sup.perplexity(arch, "valid"),
-                "test_ppl": sup.perplexity(arch, "test"),
-            }
-        )
-        print(rows[-1])
     big = space.largest()
-    rows.append(
-        {
-            "model": "from scratch largest",
-            "arch": big.short(),
-            "params_M": space.param_count(big) / 1e6,
-            "valid_ppl": scr.perplexity(big, "valid"),
-            "test_ppl": scr.perplexity(big, "test"),
+    ref = {s: scr.windows(big, s) for s in ("valid", "test")}  # the thesis's baseline
+    rows = []
+    for name, arch in [*archs, ("scratch", big)]:
+        ev = scr if name == "scratch" else sup
+        row = {
+            "model": "from scratch largest" if name == "scratch" else f"supernet {name}",
+            "arch": arch.short(),
+            "params_M": space.param_count(arch) / 1e6,
         }
-    )
-    print(rows[-1])
+        for split in ("valid", "test"):
+            w = ev.windows(arch, split)
+            d, se = paired_delta(w, ref[split])
+            row.update(
+                {
+                    f"{split}_ppl": w.ppl,
+                    f"{split}_ppl_se": ppl_se(w),
+                    f"{split}_vs_scratch": w.ppl / ref[split].ppl,
+                    f"{split}_delta_vs_scratch": d,
+                    f"{split}_delta_se": se,
+                    f"{split}_tokens": int(w.tokens.sum()),
+                }
+            )
+        rows.append(row)
+        print({k: v for k, v in row.items() if not k.endswith("_tokens")})
+    base = json.loads((ROOT / "experiments/baselines/results/baselines.json").read_text())
+    sup_rows = [r for r in rows if r["model"].startswith("supernet")]
     res = {
-        "supernet": {"step": sup.step, "config": sup.config.to_dict()},
-        "scratch": {"step": scr.step},
+        "command": "python experiments/supernet_cpu/run.py --supernet ... --scratch ...",
+        "supernet": {
+            "step": sup.step,
+            "config": sup.config.to_dict(),
+            "tokens": sup.step * sup.config.data.batch_size * space.seq_len,
+        },
+        "scratch": {
+            "step": scr.step,
+            "tokens": scr.step * scr.config.data.batch_size * space.seq_len,
+        },
         "rows": rows,
+        "ratio_largest_vs_scratch": {s: rows[0][f"{s}_vs_scratch"] for s in ("valid", "test")},
+        "spread_valid": max(r["valid_ppl"] for r in sup_rows)
+        / min(r["valid_ppl"] for r in sup_rows)
+        - 1,
+        "count_baselines": base["models"],
         "eval_seconds": time.time() - t0,
     }
     (out / "table.json").write_text(json.dumps(res, indent=2))
     lines = [
-        "| model | arch | params (M, incl. dense tied embedding) | valid ppl | test ppl |",
-        "|---|---|---|---|---|",
+        "| model | arch | params (M) | valid ppl | test ppl | valid / scratch | "
+        "valid Δ vs scratch (paired) |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['model']} | `{r['arch']}` | {r['params_M']:.2f} | {r['valid_ppl']:.1f} | "
-        f"{r['test_ppl']:.1f} |"
+        f"| {r['model']} | `{r['arch']}` | {r['params_M']:.2f} | {r['valid_ppl']:.1f} ± "
+        f"{r['valid_ppl_se']:.1f} | {r['test_ppl']:.1f} ± {r['test_ppl_se']:.1f} | "
+        f"{r['valid_vs_scratch']:.3f} | {r['valid_delta_vs_scratch']:+.1f} ± "
+        f"{r['valid_delta_se']:.1f} |"
         for r in rows
+    ]
+    lines += [
+        f"| {m['model']} (count-based) | – | – | {m['valid_ppl']:.1f} | "
+        f"{m['test_ppl']:.1f} | – | – |"
+        for m in base["models"]
     ]
     (out / "table.md").write_text("\n".join(lines) + "\n")
     plot(Path(a.supernet), Path(a.scratch), out)
