@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -125,6 +126,19 @@ def _train_minimal(steps: int, data_dir) -> dict:
     }
 
 
+def initial_loss(sets: list[str], data_dir) -> float:
+    """Mean NLL (nats) of the untrained largest arch on the first 2,048 validation tokens."""
+    from cosearch.supernet.evaluate import split_windows
+    from cosearch.supernet.train import init_state, make_model
+
+    cfg = override(get_preset("cpu"), sets)
+    corpus = load_corpus(data_dir)
+    model = make_model(cfg, corpus.vocab_size)
+    state = init_state(cfg, model, corpus.train)
+    w = split_windows(model, state.params, cfg.space, cfg.space.largest(), corpus.valid, 16, 2048)
+    return float(w.nll.sum() / w.tokens.sum())
+
+
 def report(results: dict, out: Path) -> None:
     rows = results["variants"]
     lines = [
@@ -136,6 +150,14 @@ def report(results: dict, out: Path) -> None:
     ]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['what']} | {r['valid_ppl']:.1f} | {r['train_seconds']:.0f} |")
+    if "initial_loss" in results:
+        il = results["initial_loss"]
+        lines += [
+            "",
+            f"Untrained model's loss on the first 2,048 validation tokens: first recipe "
+            f"{il['first']:.2f} nats, new recipe {il['new']:.2f} nats (uniform guess "
+            f"{il['uniform']:.2f}).",
+        ]
     write_text_atomic(out / "ablation.md", "\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(8, 5))
     for name, r in rows.items():
@@ -186,6 +208,13 @@ def main() -> None:
         unknown = [w for w in wanted if w not in VARIANTS and w != "minimal"]
         if unknown:
             sys.exit(f"error: unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}, minimal")
+    if "initial_loss" not in results:
+        results["initial_loss"] = {
+            "first": initial_loss(FIRST, args.data_dir),
+            "new": initial_loss([], args.data_dir),
+            "uniform": math.log(load_corpus(args.data_dir).vocab_size),
+        }
+        write_json_atomic(path, results)
     for name in wanted:
         if name in results["variants"]:
             continue
