@@ -170,3 +170,24 @@ def test_from_scratch_baseline_and_misuse(tmp_path):
     assert "from scratch" in summary and "Layer heterogeneity" in summary
     with pytest.raises(SearchError, match="from-scratch model, not a supernet"):
         run(CFG, tmp_path / "c", evaluator=scratch, coster=ToyCoster(SPACE), progress=False)
+
+
+def test_predictor_perplexities_are_labelled_in_every_file(tmp_path):
+    class Predicted(ToyEvaluator):
+        ppl_source = "predictor"
+
+    run(
+        CFG,
+        tmp_path / "p",
+        options=SearchOptions(),
+        evaluator=Predicted(SPACE),
+        coster=ToyCoster(SPACE),
+        progress=False,
+    )
+    d = tmp_path / "p"
+    saved = json.loads((d / "pareto.json").read_text())
+    assert saved["ppl_source"] == "predictor"
+    assert all("predictor" in b["name"] for b in saved["baselines"])
+    assert "NOT measured" in (d / "summary.md").read_text().splitlines()[0]
+    rows = list(csv.DictReader(open(d / "pareto.csv")))
+    assert {r["ppl_source"] for r in rows} == {"predictor"}

@@ -164,6 +164,7 @@ def heterogeneity(front: Sequence[Evaluation]) -> dict:
 
 # ----- writers --------------------------------------------------------------------------
 CSV_FIELDS = (
+    "ppl_source",
     "arch_id",
     "hw",
     "n_layers",
@@ -184,8 +185,9 @@ CSV_FIELDS = (
 )
 
 
-def _csv_row(e: Evaluation) -> dict:
+def _csv_row(e: Evaluation, ppl_source: str = "supernet") -> dict:
     return {
+        "ppl_source": ppl_source,
         "arch_id": e.arch.short(),
         "hw": e.hw,
         "n_layers": e.arch.n_layers,
@@ -206,8 +208,11 @@ def _csv_row(e: Evaluation) -> dict:
     }
 
 
-def write_csv(path: str | os.PathLike, evals: Sequence[Evaluation]) -> None:
-    write_csv_atomic(path, CSV_FIELDS, (_csv_row(e) for e in evals))
+def write_csv(
+    path: str | os.PathLike, evals: Sequence[Evaluation], ppl_source: str = "supernet"
+) -> None:
+    """Rows of `evals`; `ppl_source` says where perplexities come from (supernet: measured)."""
+    write_csv_atomic(path, CSV_FIELDS, (_csv_row(e, ppl_source) for e in evals))
 
 
 def read_search_ppl(path: str | os.PathLike) -> dict[Arch, float]:
@@ -250,6 +255,7 @@ def plot_front(
     front: Sequence[Evaluation],
     baselines: Sequence[Baseline],
     title: str = "",
+    ppl_source: str = "supernet",
 ) -> None:
     """Perplexity vs `metric` (edp/latency/energy): every evaluated pair, the front, the
     baselines and lines at baseline perplexity +0.1 and +1 (the thesis's Figure 3.2)."""
@@ -293,7 +299,10 @@ def plot_front(
             )
     ax.set_xscale("log")
     ax.set_xlabel(label)
-    ax.set_ylabel("perplexity (front: full validation when re-evaluated)")
+    ylabel = "perplexity (front: full validation when re-evaluated)"
+    if ppl_source != "supernet":
+        ylabel = f"{ppl_source} perplexity (not measured)"
+    ax.set_ylabel(ylabel)
     if front:
         lo = min(report_ppl(e) for e in front)
         hi = max([report_ppl(e) for e in front] + [b.ppl + 1.5 for b in baselines])
@@ -365,9 +374,17 @@ def summary_markdown(
     n_evaluated: int,
     regime: str,
     reductions: Sequence[dict] | None = None,
+    ppl_source: str = "supernet",
 ) -> str:
     """The run's human-readable report (EDP reductions, front, heterogeneity)."""
     lines = ["# Co-search summary", ""]
+    if ppl_source != "supernet":
+        lines = [
+            f"# Co-search summary: perplexities from a {ppl_source}, NOT measured",
+            "",
+            f"Every perplexity in this file is a {ppl_source} estimate, not a measurement.",
+            "",
+        ]
     for k, v in header.items():
         lines.append(f"- **{k}**: {v}")
     lines += [

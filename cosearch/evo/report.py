@@ -78,6 +78,10 @@ def finish(
             e.extra["ppl_test"] = float(evaluator.perplexity(e.arch, "test", final_tokens))
     final_s = time.perf_counter() - t_final
 
+    # Where perplexities come from: the supernet (measured) or e.g. a predictor, whose
+    # label then travels into every file's title, axes and JSON
+    ppl_source = getattr(evaluator, "ppl_source", "supernet")
+    largest_name = "supernet" if ppl_source == "supernet" else f"{ppl_source} (not measured)"
     # Baselines: the largest arch on each hardware of the front (supernet weights), and
     # the from-scratch model of the same arch when given.
     largest = space.largest()
@@ -96,7 +100,7 @@ def finish(
             else problem.perplexity(largest)
         )  # b.ppl may be NaN
         baselines.append(
-            pareto.Baseline("supernet largest", hw, ppl, b.edp, b.latency_s, b.energy_J)
+            pareto.Baseline(f"{largest_name} largest", hw, ppl, b.edp, b.latency_s, b.energy_J)
         )
         if scratch_ppl is not None:
             baselines.append(
@@ -104,8 +108,8 @@ def finish(
             )
 
     # Files.
-    pareto.write_csv(workdir / "evaluated.csv", evaluated)
-    pareto.write_csv(workdir / "pareto.csv", front)
+    pareto.write_csv(workdir / "evaluated.csv", evaluated, ppl_source)
+    pareto.write_csv(workdir / "pareto.csv", front, ppl_source)
     reductions: list[dict] = []
     t_budget = time.perf_counter()
     if options.final_eval and hasattr(evaluator, "windows"):
@@ -149,6 +153,7 @@ def finish(
         workdir / "pareto.json",
         {
             "objectives": list(objectives),
+            "ppl_source": ppl_source,
             "regime": options.regime,
             "hw": options.hw,
             "preset": config.name,
@@ -172,7 +177,9 @@ def finish(
             evaluated,
             front,
             baselines,
-            title=f"{config.name}: perplexity vs {metric} ({options.hw}, {options.regime})",
+            title=f"{config.name}: perplexity vs {metric} ({options.hw}, {options.regime})"
+            + ("" if ppl_source == "supernet" else f"\nperplexity: {ppl_source}, not measured"),
+            ppl_source=ppl_source,
         )
     pareto.plot_hypervolume(workdir / "hypervolume.png", histories)
     header = {
@@ -206,6 +213,7 @@ def finish(
             n_evaluated=len(evaluated),
             regime=options.regime,
             reductions=reductions,
+            ppl_source=ppl_source,
         ),
     )
     log.info("front of %d pairs written to %s", len(front), workdir)

@@ -246,8 +246,8 @@ def _load_evaluator(
     (`cache_dir`), never in the (possibly committed) checkpoint."""
     if not checkpoint:
         raise SearchError(f"no supernet checkpoint given; {TRAIN_HINT}")
+    from cosearch.supernet.checkpoint import CheckpointError
     from cosearch.supernet.evaluate import load_evaluator
-    from cosearch.supernet.train import CheckpointError
 
     try:
         return load_evaluator(

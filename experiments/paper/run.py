@@ -88,6 +88,7 @@ class Predictor:
     """Perplexity index of an arch of `space`, from the cpu-fitted weights."""
 
     from_scratch = None
+    ppl_source = "predictor"  # labels every file the search writes (cosearch.evo.report)
 
     def __init__(self, space: SearchSpace, w: np.ndarray) -> None:
         self.space, self.w = space, w
