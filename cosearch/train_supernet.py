@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.export:
         if not args.workdir:
             raise ValueError("--export needs --workdir (the run to export)")
-        from cosearch.supernet.train import export_params
+        from cosearch.supernet.checkpoint import export_params
 
         out = export_params(args.workdir, args.export)
         print(f"exported {args.workdir} -> {out}")

@@ -8,6 +8,7 @@ import pytest
 
 from cosearch.config import get_preset, override
 from cosearch.space import PRESETS, Arch, ArchError
+from cosearch.supernet.checkpoint import CheckpointError, restore_params
 from cosearch.supernet.evaluate import load_evaluator
 from cosearch.supernet.extract import extract
 from cosearch.supernet.model import (
@@ -17,9 +18,10 @@ from cosearch.supernet.model import (
     count_params,
     embedding_param_count,
     gathered_nll,
+    make_model,
     token_nll,
 )
-from cosearch.supernet.train import CheckpointError, restore_params, run
+from cosearch.supernet.train import run
 
 
 def _supernet(space, vocab, cutoffs):
@@ -108,8 +110,6 @@ def test_resume_equals_uninterrupted(tiny_config, tmp_path):
     run(tiny_config, tmp_path / "b", stop_after=3)  # interrupted after its step-3 checkpoint
     run(tiny_config, tmp_path / "b", resume=True)
     space = tiny_config.space
-    from cosearch.supernet.train import make_model
-
     model = make_model(tiny_config, 47)
     pa, sa = restore_params(tmp_path / "a", model, space)
     pb, sb = restore_params(tmp_path / "b", model, space)
@@ -132,14 +132,53 @@ def test_bad_runs_fail_clearly(tiny_config, tiny_checkpoint, tmp_path):
         run(tiny_config, tmp_path / "s", from_scratch=Arch(3, 16, (1,) * 3, (32,) * 3))
 
 
-def test_corrupt_checkpoint_is_reported(tiny_config, tmp_path):
+def _truncate_chunks(step_dir):
+    """Damage a checkpoint step as a full disk or an interrupted copy would: every stored
+    chunk file cut to half its size."""
+    for f in step_dir.rglob("*"):
+        if f.is_file() and f.parent.name == "d":
+            with open(f, "r+b") as fh:
+                fh.truncate(f.stat().st_size // 2)
+
+
+def test_corrupt_checkpoint_is_reported(tiny_config, tmp_path, caplog):
     import shutil
 
-    run(tiny_config, tmp_path / "c")
-    for d in (tmp_path / "c" / "checkpoints").iterdir():
+    run_dir, ck = tmp_path / "c", tmp_path / "c" / "checkpoints"
+    run(tiny_config, run_dir)
+    assert sorted(int(d.name) for d in ck.iterdir()) == [5, 6]  # orbax keeps two
+    model = make_model(tiny_config, 47)
+    good, _ = restore_params(run_dir, model, tiny_config.space)
+    # A damaged latest step: evaluation and resuming fall back to step 5, with a warning.
+    _truncate_chunks(ck / "6")
+    with caplog.at_level("WARNING"):
+        assert load_evaluator(run_dir).step == 5
+    assert "step 6 in" in caplog.text and "unreadable" in caplog.text
+    assert "using step 5" in caplog.text
+    run(tiny_config, run_dir, resume=True)  # retrains step 6 over the damaged one
+    again, step = restore_params(run_dir, model, tiny_config.space)
+    assert step == 6
+    for x, y in zip(jax.tree_util.tree_leaves(good), jax.tree_util.tree_leaves(again)):
+        np.testing.assert_array_equal(x, y)
+    # A checkpoint of another model: said so, not "unreadable".
+    tied = make_model(override(tiny_config, ["model.tied=true"]), 47)
+    with pytest.raises(CheckpointError, match="does not match the model"):
+        restore_params(run_dir, tied, tiny_config.space)
+    # Nothing readable: one line naming the steps and what to do, no TensorStore dump.
+    for d in ck.iterdir():
+        _truncate_chunks(d)
+    resume = lambda: run(tiny_config, run_dir, resume=True)  # noqa: E731
+    for attempt in (lambda: load_evaluator(run_dir), resume):
+        with pytest.raises(CheckpointError) as err:
+            attempt()
+        msg = str(err.value)
+        assert "step 6" in msg and "step 5" in msg and "unreadable" in msg, msg
+        assert f"delete '{run_dir}' and train again" in msg and "\n" not in msg, msg
+        assert "OCDBT" not in msg and "OUT_OF_RANGE" not in msg and "differs" not in msg, msg
+    for d in ck.iterdir():  # a step whose parameters are gone altogether
         shutil.rmtree(d / "params")
-    with pytest.raises(CheckpointError):
-        load_evaluator(tmp_path / "c")
+    with pytest.raises(CheckpointError, match="params/ folder is missing"):
+        load_evaluator(run_dir)
 
 
 def test_evaluator_caches_and_from_scratch(tiny_config, tiny_checkpoint, tmp_path):
@@ -211,8 +250,6 @@ def test_extending_a_finished_run_equals_training_longer(tiny_config, tmp_path):
     run(longer, tmp_path / "a")
     run(tiny_config, tmp_path / "b")  # 6 steps, decay from step 5
     run(longer, tmp_path / "b", resume=True)
-    from cosearch.supernet.train import make_model
-
     model = make_model(tiny_config, 47)
     pa, sa = restore_params(tmp_path / "a", model, tiny_config.space)
     pb, sb = restore_params(tmp_path / "b", model, tiny_config.space)
@@ -236,8 +273,7 @@ def test_untrained_model_predicts_the_unigram(tiny_config):
     """Zero output tables + log-unigram biases: the first prediction is the (add-one)
     unigram distribution at every position, whatever the input."""
     from cosearch.data import load_corpus
-    from cosearch.supernet.model import arch_masks
-    from cosearch.supernet.train import init_state, make_model
+    from cosearch.supernet.train import init_state
 
     corpus = load_corpus(tiny_config.data.data_dir)
     model = make_model(tiny_config, corpus.vocab_size)

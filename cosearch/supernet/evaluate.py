@@ -19,17 +19,12 @@ import numpy as np
 
 from cosearch.config import RunConfig
 from cosearch.data import eval_batches, load_corpus, perplexity
+from cosearch.runinfo import write_json_atomic
 from cosearch.space import Arch, SearchSpace
 from cosearch.stats import Windows
+from cosearch.supernet.checkpoint import CheckpointError, read_run_config, restore_params
 from cosearch.supernet.extract import extract
-from cosearch.supernet.model import TransformerLM, arch_masks, gathered_token_nll
-from cosearch.supernet.train import (
-    CheckpointError,
-    make_model,
-    read_run_config,
-    restore_params,
-    write_json_atomic,
-)
+from cosearch.supernet.model import TransformerLM, arch_masks, gathered_token_nll, make_model
 
 log = logging.getLogger(__name__)
 CACHE_FILE = "ppl_cache.json"

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cosearch.config import RunConfig
 from cosearch.space import Arch, SearchSpace
 
 LN_EPS = 1e-5
@@ -423,6 +424,25 @@ def build_model(
         dropout,
         attention,
         tied,
+    )
+
+
+def make_model(config: RunConfig, vocab: int, attention: str = "dense") -> TransformerLM:
+    """The supernet of a run config (`build_model` with its model section)."""
+    m = config.model
+    cutoffs = m.cutoffs if m.output == "adaptive" else ()
+    if m.output not in ("adaptive", "full"):
+        raise ValueError(f"model.output={m.output!r}: expected adaptive or full")
+    if m.output_bias not in ("unigram", "zero"):
+        raise ValueError(f"model.output_bias={m.output_bias!r}: expected unigram or zero")
+    return build_model(
+        config.space,
+        vocab,
+        cutoffs=cutoffs,
+        tail_div=m.tail_div,
+        dropout=m.dropout,
+        attention=attention,
+        tied=m.tied,
     )
 
 

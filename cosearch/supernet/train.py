@@ -1,9 +1,10 @@
 """BigNAS training of the supernet (or from-scratch training of one fixed arch).
 
-Owns the pure jitted train step (sandwich rule + in-place distillation), the optimizer,
-checkpointing (orbax) and the run directory (config.json, metrics.jsonl, eval cache). Each
-step's subnets and batch are pure functions of (seed, step), so `resume=True` continues
-exactly as if the run had not stopped. It must not know about hardware costs.
+Owns the pure jitted train step (sandwich rule + in-place distillation), the optimizer, the
+learning-rate schedule and the training loop; checkpoints and the run directory's files are
+`checkpoint`'s. Each step's subnets and batch are pure functions of (seed, step), so
+`resume=True` continues exactly as if the run had not stopped. It must not know about
+hardware costs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax.training import train_state
 from tqdm.auto import tqdm
 
@@ -27,26 +27,28 @@ from cosearch.config import RunConfig
 from cosearch.data import load_corpus, train_batch
 from cosearch.runinfo import git_commit, write_json_atomic
 from cosearch.space import Arch, SearchSpace
+from cosearch.supernet.checkpoint import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    CheckpointError,
+    checkpoint_manager,
+    keep_stable,
+    read_run_config,
+    resume_state,
+    save_state,
+)
+from cosearch.supernet.evaluate import evaluate_archs
 from cosearch.supernet.model import (
     TransformerLM,
     arch_masks,
-    build_model,
     gathered_kl,
     gathered_nll,
+    make_model,
     stack_masks,
     unigram_biases,
 )
 
 log = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-CKPT_DIR = "checkpoints"
-STABLE_DIR = "checkpoints_stable"  # the state at the WSD decay's start (see TrainConfig)
-
-
-class CheckpointError(RuntimeError):
-    """A run directory or checkpoint that cannot be used as asked."""
 
 
 # ----- streams of randomness ---------------------------------------------------------------
@@ -64,24 +66,6 @@ def sandwich(space: SearchSpace, seed: int, step: int, n_random: int) -> list[Ar
 
 
 # ----- model, optimizer, state -------------------------------------------------------------
-def make_model(config: RunConfig, vocab: int, attention: str = "dense") -> TransformerLM:
-    m = config.model
-    cutoffs = m.cutoffs if m.output == "adaptive" else ()
-    if m.output not in ("adaptive", "full"):
-        raise ValueError(f"model.output={m.output!r}: expected adaptive or full")
-    if m.output_bias not in ("unigram", "zero"):
-        raise ValueError(f"model.output_bias={m.output_bias!r}: expected unigram or zero")
-    return build_model(
-        config.space,
-        vocab,
-        cutoffs=cutoffs,
-        tail_div=m.tail_div,
-        dropout=m.dropout,
-        attention=attention,
-        tied=m.tied,
-    )
-
-
 def lr_schedule(config: RunConfig) -> optax.Schedule:
     """Learning rate per step (see TrainConfig.schedule)."""
     t = config.train
@@ -205,53 +189,6 @@ def train_step(
 
 
 # ----- run directory -----------------------------------------------------------------------
-def read_run_config(workdir: Path) -> dict:
-    path = Path(workdir) / CONFIG_FILE
-    if not path.is_file():
-        raise CheckpointError(
-            f"'{workdir}' is not a cosearch run directory (no {CONFIG_FILE}); make one with "
-            "`python -m cosearch.train_supernet --workdir DIR`"
-        )
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is corrupt ({e}); delete the run or retrain") from None
-
-
-def checkpoint_manager(workdir: Path, keep: int = 2, sub: str = CKPT_DIR) -> ocp.CheckpointManager:
-    return ocp.CheckpointManager(
-        (Path(workdir) / sub).resolve(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
-    )
-
-
-def _extension_start(
-    workdir: Path, old: dict, latest: int, mngr: ocp.CheckpointManager
-) -> tuple[int, ocp.CheckpointManager]:
-    """Where a run extended to more steps continues: from its latest checkpoint, unless that
-    lies inside the old schedule's WSD decay; then from the checkpoint kept at the decay's
-    start, so that the learning rate stays constant until the new decay (checkpoints past
-    it are dropped). Without that checkpoint, from the latest one (the rate jumps back up)."""
-    old_cfg = RunConfig.from_dict(old["config"])
-    begin = decay_start(old_cfg)
-    if begin is None or latest <= begin:
-        return latest, mngr
-    stable = checkpoint_manager(workdir, keep=1, sub=STABLE_DIR)
-    if stable.latest_step() != begin:
-        log.warning(
-            "no checkpoint kept at step %d (decay start); extending from step %d, where the "
-            "learning rate was already decayed",
-            begin,
-            latest,
-        )
-        return latest, mngr
-    for step in mngr.all_steps():
-        if step > begin:
-            mngr.delete(step)
-    log.info("extending: restarting from step %d, before the old decay", begin)
-    return begin, stable
-
-
 def _differences(saved, now, prefix: str = "") -> str:
     """The fields where two JSON-like dicts differ, as 'a.b: saved X, now Y; ...'."""
     if isinstance(saved, dict) and isinstance(now, dict):
@@ -262,31 +199,6 @@ def _differences(saved, now, prefix: str = "") -> str:
         ]
         return "; ".join(parts)
     return f"{prefix.rstrip('.')}: saved {json.dumps(saved)}, now {json.dumps(now)}"
-
-
-def restore_params(
-    workdir: Path, model: TransformerLM, space: SearchSpace, step: int | None = None
-) -> tuple[dict, int]:
-    """Parameters of the latest (or given) checkpoint of a run, checked against `model`."""
-    mngr = checkpoint_manager(workdir)
-    step = mngr.latest_step() if step is None else step
-    if step is None:
-        raise CheckpointError(
-            f"no checkpoint under '{workdir}/{CKPT_DIR}'; train first with "
-            "`python -m cosearch.train_supernet`"
-        )
-    x = jnp.zeros((1, space.seq_len), jnp.int32)
-    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), x)["params"])
-    try:
-        restored = mngr.restore(
-            step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract))
-        )
-    except Exception as e:  # orbax raises several types for shape/tree mismatches
-        raise CheckpointError(
-            f"checkpoint {workdir} step {step} does not match the model of preset space "
-            f"'{space.name}' ({type(e).__name__}: {str(e)[:300]})"
-        ) from None
-    return restored["params"], step
 
 
 # ----- the job -----------------------------------------------------------------------------
@@ -357,23 +269,20 @@ def run(
 
     model = make_model(config, corpus.vocab_size)
     state = init_state(config, model, corpus.train)
-    mngr = checkpoint_manager(workdir)
     start = 0
-    if resume and mngr.latest_step() is not None:
-        start, source = mngr.latest_step(), mngr
-        if extend_from is not None:
-            start, source = _extension_start(workdir, old, start, mngr)
+    if resume:
+        restart_at = None
+        if extend_from is not None:  # restart the old decay from its start (TrainConfig)
+            restart_at = decay_start(RunConfig.from_dict(old["config"]))
         abstract = {"params": state.params, "opt_state": state.opt_state}
-        restored = source.restore(
-            start,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(jax.tree_util.tree_map(np.asarray, abstract))
-            ),
-        )
-        state = state.replace(
-            step=start, params=restored["state"]["params"], opt_state=restored["state"]["opt_state"]
-        )
-        log.info("resumed %s at step %d", workdir, start)
+        found = resume_state(workdir, jax.tree_util.tree_map(np.asarray, abstract), restart_at)
+        if found is not None:
+            start, restored = found
+            state = state.replace(
+                step=start, params=restored["params"], opt_state=restored["opt_state"]
+            )
+            log.info("resumed %s at step %d", workdir, start)
+    mngr = checkpoint_manager(workdir)  # after resume_state, which may drop later steps
     if extend_from is not None:
         desc["extended"] = [*old.get("extended", []), {"from_steps": extend_from, "at": start}]
         with open(workdir / METRICS_FILE, "a") as mf:
@@ -394,8 +303,6 @@ def run(
 
     t = config.train
     dropout_key = streams(t.seed)["dropout"]
-    from cosearch.supernet.evaluate import evaluate_archs  # evaluate imports this module
-
     metrics_path = workdir / METRICS_FILE
     end = t.steps if stop_after is None else min(t.steps, start + stop_after)
     tokens_per_step = config.data.batch_size * space.seq_len
@@ -447,18 +354,10 @@ def run(
                         last["loss"],
                         last["tokens_per_s"],
                     )
+            if done == stable_at:  # kept first: extending the run restarts its decay here
+                keep_stable(workdir, done, state.params, state.opt_state)
             if done % t.ckpt_every == 0 or done == end or done == stable_at:
-                save_args = ocp.args.Composite(
-                    state=ocp.args.StandardSave(
-                        {"params": state.params, "opt_state": state.opt_state}
-                    ),
-                    params=ocp.args.StandardSave(state.params),
-                )
-                mngr.save(done, args=save_args)
-                if done == stable_at:  # kept: extending the run restarts its decay here
-                    stable = checkpoint_manager(workdir, keep=1, sub=STABLE_DIR)
-                    stable.save(done, args=save_args)
-                    stable.wait_until_finished()
+                save_state(mngr, done, state.params, state.opt_state)
             if done % t.eval_every == 0 or done == t.steps:
                 mngr.wait_until_finished()
                 ev_archs = _eval_archs(space, from_scratch, t.seed, done)
@@ -503,26 +402,3 @@ def _eval_archs(
         return {"arch": from_scratch}
     rng = random.Random(f"{seed}:eval:{step}")
     return {"largest": space.largest(), "smallest": space.smallest(), "random": space.sample(rng)}
-
-
-def export_params(workdir: str | Path, out: str | Path) -> Path:
-    """Copy a run's latest parameters (no optimizer state), config and metrics to `out`:
-    a small run directory that `Evaluator` and the search load like the original."""
-    import shutil
-
-    workdir, out = Path(workdir), Path(out)
-    desc = read_run_config(workdir)
-    config = RunConfig.from_dict(desc["config"])
-    model = make_model(config, desc["vocab_size"])
-    params, step = restore_params(workdir, model, config.space)
-    if out.exists():
-        raise CheckpointError(f"'{out}' exists; remove it or choose another export directory")
-    out.mkdir(parents=True)
-    for name in (CONFIG_FILE, METRICS_FILE):
-        shutil.copy2(workdir / name, out / name)
-    mngr = checkpoint_manager(out, keep=1)
-    mngr.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)))
-    mngr.wait_until_finished()
-    for marker in out.rglob("commit_success.txt"):  # orbax writes this machine's path there
-        marker.write_text("Checkpoint commit was successful\n")
-    return out

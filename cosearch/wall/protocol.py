@@ -103,9 +103,9 @@ def measure(case: Case, out: Path) -> dict:
 
     from cosearch.config import RunConfig
     from cosearch.space import Arch
+    from cosearch.supernet.checkpoint import read_run_config, restore_params
     from cosearch.supernet.extract import extract
-    from cosearch.supernet.model import count_params
-    from cosearch.supernet.train import make_model, read_run_config, restore_params
+    from cosearch.supernet.model import count_params, make_model
 
     dev = jax.devices()[0]
     rec.update(

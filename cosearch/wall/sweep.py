@@ -117,7 +117,7 @@ def resolve_archs(
 
 def check_checkpoint(checkpoint: str | Path) -> dict:
     """The run's config.json, after checking the directory holds a checkpoint at all."""
-    from cosearch.supernet.train import CKPT_DIR, CheckpointError, read_run_config
+    from cosearch.supernet.checkpoint import CKPT_DIR, CheckpointError, read_run_config
 
     path = Path(checkpoint)
     if not path.is_dir():
