@@ -1,7 +1,8 @@
 """Provenance and crash-safe writes shared by every job: the git commit of the code and the
 command that ran, checks that an output path can be written before a job starts, and
 atomic file writes (temp file in the same directory, fsync, then os.replace), so a crash
-never leaves a half-written result. Nothing else lives here."""
+never leaves a half-written result, and the repair of an append-only log that a crash cut
+mid-line. Nothing else lives here."""
 
 from __future__ import annotations
 
@@ -135,3 +136,16 @@ def write_csv_atomic(
         w = csv.DictWriter(f, fieldnames=fieldnames, **kw)
         w.writeheader()
         w.writerows(rows)
+
+
+def drop_partial_line(path: str | os.PathLike) -> None:
+    """Cut an append-only log (metrics.jsonl) back to its last complete line: a process
+    killed mid-append leaves a fragment that the next append would glue to its own record.
+    A missing file is left missing."""
+    try:
+        with open(path, "rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
+    except FileNotFoundError:
+        pass

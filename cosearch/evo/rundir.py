@@ -16,7 +16,13 @@ from pathlib import Path
 from cosearch.config import RunConfig
 from cosearch.evo.options import REPORT_ONLY, SearchOptions
 from cosearch.evo.problem import SearchError
-from cosearch.runinfo import check_output_dir, command, git_commit, write_json_atomic
+from cosearch.runinfo import (
+    check_output_dir,
+    command,
+    drop_partial_line,
+    git_commit,
+    write_json_atomic,
+)
 
 CONFIG_FILE = "config.json"
 STATE_DIR = "state"
@@ -80,6 +86,8 @@ class RunDir:
         self._time = self.path / STATE_DIR / TIME_FILE
         # search time of earlier sessions of a resumed run, saved with every generation
         self.prior_s = 0.0
+        if resume:
+            drop_partial_line(self.path / METRICS_FILE)
         if resume and self._time.is_file():
             self.prior_s = float(json.loads(self._time.read_text()).get("search_s", 0.0))
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from cosearch.config import RunConfig
 from cosearch.data import load_corpus, train_batch
-from cosearch.runinfo import git_commit, write_json_atomic
+from cosearch.runinfo import drop_partial_line, git_commit, write_json_atomic
 from cosearch.space import Arch, SearchSpace
 from cosearch.supernet.checkpoint import (
     CONFIG_FILE,
@@ -271,6 +271,7 @@ def run(
     state = init_state(config, model, corpus.train)
     start = 0
     if resume:
+        drop_partial_line(workdir / METRICS_FILE)
         restart_at = None
         if extend_from is not None:  # restart the old decay from its start (TrainConfig)
             restart_at = decay_start(RunConfig.from_dict(old["config"]))
