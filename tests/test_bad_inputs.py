@@ -186,10 +186,12 @@ def _write_lut_variants(root: Path) -> dict[str, Path]:
     header, first, second, *rest = path.read_text().splitlines()
     fields = header.split(",")
 
-    def variant(name: str, line2: str = first, line3: str = second, head: str = header) -> Path:
+    def variant(
+        name: str, line2: str = first, line3: str = second, head: str = header, keep=rest
+    ) -> Path:
         d = root / name
         (d / "tiny").mkdir(parents=True)
-        (d / "tiny" / path.name).write_text("\n".join([head, line2, line3, *rest]) + "\n")
+        (d / "tiny" / path.name).write_text("\n".join([head, line2, line3, *keep]) + "\n")
         return d
 
     def with_value(line: str, column: str, value: str) -> str:
@@ -205,7 +207,7 @@ def _write_lut_variants(root: Path) -> dict[str, Path]:
         "lut_foreign": variant("foreign", with_value(first, "hw", "gemmini-256k-64k")),
         "lut_badhw": variant("badhw", with_value(first, "hw", "gemmini-12k")),
         "lut_header": variant("header", head=header.replace("energy_pJ", "energy")),
-        "lut_partial": variant("partial", line3=first),  # one shape fewer
+        "lut_partial": variant("partial", keep=rest[:-1]),  # one shape fewer (the largest)
     }
 
 

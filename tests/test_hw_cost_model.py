@@ -1,15 +1,20 @@
 """Analytical model: calibration against real Timeloop on held-out rows, physics, speed."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from cosearch.hw import calibrate
 from cosearch.hw.cost_model import (
+    SHIPPED_TILER,
     Calibration,
+    TilerModel,
     _hw_arrays,
     default_calibration,
     gemm_cost,
     nonlinear_cost,
+    norm_capacity,
     tiler_tiles,
 )
 from cosearch.hw.gemmini import get_hw
@@ -83,12 +88,27 @@ def test_cycles_ideal_and_monotone_in_buffers():
 
 
 def test_tiler_tiles_follow_gemmini_h():
-    h = _hw_arrays([get_hw("gemmini-256k-64k")], np.array([0]))
-    tI, tJ, tK = tiler_tiles(np.array([512.0]), np.array([768.0]), np.array([768.0]), h)
-    assert (tI[0], tJ[0], tK[0]) == (5, 5, 48)
+    """tiled_matmul_auto grows J, I, K in turn: on the stock config it picks the tiles of
+    the `dse.auto_tiling` column of DOSA's FireSim runs (e.g. 1x2048x1000: 1 x 8 x 56)."""
+    stock = _hw_arrays([get_hw("gemmini-256k-64k")], np.array([0, 0, 0, 0]))
+    M, K, N = (
+        np.array(x, dtype=float)
+        for x in ([512, 1, 128, 128], [768, 2048, 64, 128], [768, 1000, 128, 64])
+    )
+    tI, tJ, tK = tiler_tiles(M, K, N, stock)
+    assert list(zip(tI, tJ, tK)) == [(5, 5, 48), (1, 8, 56), (5, 6, 4), (8, 4, 8)]
     h = _hw_arrays([get_hw("gemmini-64k-256k")], np.array([0]))
     tI, tJ, tK = tiler_tiles(np.array([512.0]), np.array([768.0]), np.array([768.0]), h)
     assert tI[0] * tJ[0] * 16 <= 4096 / 2 and tI[0] >= 11  # larger output tiles
+    # a fused softmax starts from one full row of blocks (tiled_matmul_auto, act=SOFTMAX)
+    tI, tJ, tK = tiler_tiles(
+        np.array([512.0]),
+        np.array([64.0]),
+        np.array([512.0]),
+        _hw_arrays([get_hw("gemmini-64k-64k")], np.array([0])),
+        softmax=True,
+    )
+    assert tJ[0] == 32 and tI[0] * tJ[0] * 16 <= 1024 / 2
 
 
 def test_tiler_regime_large_accumulator_cuts_dram_traffic():
@@ -102,6 +122,47 @@ def test_tiler_regime_large_accumulator_cuts_dram_traffic():
     t = gemm_cost(M, K, N, "gemmini-64k-256k", regime="gemmini-tiler")["cycles"]
     pad = lambda x: np.ceil(x / 16) * 16  # noqa: E731
     assert np.all(t >= pad(M) * pad(K) * pad(N) / 256)
+
+
+def test_tiler_operand_reuse_and_contexts():
+    """a_reuse: 128x768x3072 on the stock config has I0 * K0 = 2 tiles of A, read once;
+    weights come from DRAM, activations that fit stay in the cache, an int32 output moves
+    four times the bytes."""
+    kw = {"regime": "gemmini-tiler"}
+    w = gemm_cost(128, 768, 3072, "gemmini-256k-64k", **kw)
+    assert w["dram_bytes"][0] == pytest.approx(2 * 768 * 3072)  # B twice (I0 = 2), A in cache
+    no_reuse = replace(SHIPPED_TILER, operand_reuse=False)
+    nr = gemm_cost(128, 768, 3072, "gemmini-256k-64k", tiler=no_reuse, **kw)
+    assert nr["cycles"][0] >= w["cycles"][0]
+    act = gemm_cost(128, 128, 64, "gemmini-256k-64k", context="activations", **kw)
+    wts = gemm_cost(128, 128, 64, "gemmini-256k-64k", context="weights", **kw)
+    assert act["dram_bytes"][0] == 0 < wts["dram_bytes"][0]
+    assert act["energy_pJ"][0] < wts["energy_pJ"][0]
+    i32 = gemm_cost(128, 768, 768, "gemmini-256k-64k", context="weights-int32", **kw)
+    i8 = gemm_cost(128, 768, 768, "gemmini-256k-64k", context="weights", **kw)
+    assert i32["energy_pJ"][0] > i8["energy_pJ"][0]
+    o1 = gemm_cost(128, 128, 64, "gemmini-256k-64k", context="activations")
+    o2 = gemm_cost(128, 128, 64, "gemmini-256k-64k", context="weights")
+    assert o1["energy_pJ"][0] == o2["energy_pJ"][0]  # the optimal regime ignores contexts
+    with pytest.raises(ValueError, match="context"):
+        gemm_cost(1, 1, 1, "gemmini-64k-256k", context="host")
+    with pytest.raises(ValueError, match="growth"):
+        TilerModel(growth="IJ")
+    with pytest.raises(ValueError, match="memory"):
+        TilerModel(memory="hbm")
+
+
+def test_norm_capacity_as_gemmini_h_checks():
+    """The fused softmax needs the padded row of scores within half the accumulator and
+    (1 + L/16) blocks within half the scratchpad; LayerNorm a 16-row tile of d."""
+    ok, why = norm_capacity(512, 768, "gemmini-64k-256k")
+    assert ok == 0 and why == [""]
+    ex, why = norm_capacity(512, 384, "gemmini-256k-32k")
+    assert ex == pytest.approx(512 / 256 - 1) and why[0].startswith("softmax accumulator")
+    ex, _ = norm_capacity(128, 256, "gemmini-16k-16k")
+    assert ex == 0
+    ex, _ = norm_capacity(128, 768, "gemmini-256k-32k")
+    assert ex == pytest.approx(768 / 512 - 1)
 
 
 def test_vectorised_equals_scalar_and_errors():
@@ -118,14 +179,27 @@ def test_vectorised_equals_scalar_and_errors():
 
 
 def test_nonlinear_costs_linear_in_elements():
-    c1, e1 = nonlinear_cost("softmax", 1000, "gemmini-64k-256k")
-    c2, e2 = nonlinear_cost("softmax", 2000, "gemmini-64k-256k")
-    assert c2 == pytest.approx(2 * c1) and e2 == pytest.approx(2 * e1) and e1 > 0
-    _, e_small = nonlinear_cost("layernorm", 1000, "gemmini-64k-32k")
-    _, e_big = nonlinear_cost("layernorm", 1000, "gemmini-64k-256k")
-    assert e_small < e_big  # larger accumulator, costlier accesses
+    for regime in ("optimal", "gemmini-tiler"):
+        c1, e1 = nonlinear_cost("softmax", 1000, "gemmini-64k-256k", regime=regime)
+        c2, e2 = nonlinear_cost("softmax", 2000, "gemmini-64k-256k", regime=regime)
+        assert c2 == pytest.approx(2 * c1) and e2 == pytest.approx(2 * e1) and e1 > 0
+        _, e_small = nonlinear_cost("layernorm", 1000, "gemmini-64k-32k", regime=regime)
+        _, e_big = nonlinear_cost("layernorm", 1000, "gemmini-64k-256k", regime=regime)
+        assert e_small < e_big  # larger accumulator, costlier accesses
     with pytest.raises(ValueError):
         nonlinear_cost("relu6", 1, "gemmini-64k-256k")
+    # gemmini-tiler: LayerNorm and residual adds are their own passes over memory
+    # (transformer.c), through the cache while the tensor fits, else DRAM
+    for kind in ("layernorm", "residual", "mask"):
+        _, fused = nonlinear_cost(kind, 1000, "gemmini-256k-64k")
+        _, own = nonlinear_cost(kind, 1000, "gemmini-256k-64k", regime="gemmini-tiler")
+        _, far = nonlinear_cost(
+            kind, 1000, "gemmini-256k-64k", regime="gemmini-tiler", instance_elements=2**20
+        )
+        assert fused < own < far
+    _, g1 = nonlinear_cost("gelu", 1000, "gemmini-256k-64k")
+    _, g2 = nonlinear_cost("gelu", 1000, "gemmini-256k-64k", regime="gemmini-tiler")
+    assert g1 == g2  # fused into FFN1 in both regimes
 
 
 def test_vectorised_equals_scalar():

@@ -11,7 +11,7 @@ from cosearch import build_lut
 from cosearch.hw.build import LutJob, run
 from cosearch.hw.gemmini import get_hw
 from cosearch.hw.lut import Coster, lut_path, meta_path, read_lut, write_lut
-from cosearch.hw.workload import space_gemm_shapes
+from cosearch.hw.workload import GEMM_CONTEXT, OutputLayer, space_gemm_shapes
 from cosearch.space import PRESETS, Arch
 
 HW = "gemmini-64k-256k"
@@ -26,7 +26,8 @@ def cpu_lut(tmp_path):
 def test_build_writes_lut_and_meta(cpu_lut):
     path = lut_path(cpu_lut, "cpu", HW)
     rows = read_lut(path)
-    assert len(rows) == len({s[1:] for s in space_gemm_shapes(PRESETS["cpu"])})
+    want = {(GEMM_CONTEXT[s[0]], *s[1:]) for s in space_gemm_shapes(PRESETS["cpu"])}
+    assert len(rows) == len(want)  # one row per shape and GEMM context
     assert {
         "hw",
         "op",
@@ -94,7 +95,7 @@ def test_missing_shape_falls_back_once_or_fails_strict(cpu_lut, caplog):
     sp = PRESETS["cpu"]
     path = lut_path(cpu_lut, "cpu", HW)
     rows = read_lut(path)
-    write_lut(path, [r for r in rows if r["N"] != sp.vocab])  # drop LM head rows
+    write_lut(path, [r for r in rows if "lm_head" not in r["op"]])  # drop the output layer
     arch = sp.largest()
     c = Coster(sp, lut_dir=cpu_lut, backend="lut")
     with caplog.at_level(logging.WARNING):
@@ -210,3 +211,43 @@ def test_write_read_preserves_precision(tmp_path):
     back = read_lut(p)[0]
     assert back["energy_pJ"] == pytest.approx(4063443.123456, rel=1e-11)
     assert back["cycles"] == 4259584.0
+
+
+def test_cost_the_trained_model_and_its_attention():
+    """The cpu model's adaptive softmax costs far less than a full one; 'triangular' skips
+    the attention blocks above the diagonal; both regimes cost the mask."""
+    sp = PRESETS["cpu"]
+    a = sp.largest()
+    for regime in ("optimal", "gemmini-tiler"):
+        adaptive = Coster(sp, regime=regime, backend="analytical").cost(a, HW)
+        full = Coster(sp, regime=regime, backend="analytical", output=OutputLayer(sp.vocab))
+        f = full.cost(a, HW)
+        assert adaptive.backbone_energy_pJ == pytest.approx(f.backbone_energy_pJ)
+        assert adaptive.breakdown["lm_head"][1] < 0.3 * f.breakdown["lm_head"][1]
+        tri = Coster(sp, regime=regime, backend="analytical", causal="triangular").cost(a, HW)
+        for k in ("attn_score", "attn_context", "mask"):
+            assert tri.breakdown[k][1] < 0.6 * adaptive.breakdown[k][1]
+        assert adaptive.breakdown["mask"][1] > 0
+    with pytest.raises(ValueError, match="causal"):
+        Coster(sp, causal="diagonal")
+
+
+def test_archs_that_cannot_run_are_marked():
+    """paper at L=512: the fused softmax needs a full row of 512 scores in the accumulator
+    half, LayerNorm a row of d; 13 of the 22 grid configs cannot run it (cpu at 128: all
+    can)."""
+    from cosearch.hw.gemmini import DEFAULT_HW_SPACE
+
+    sp = PRESETS["paper"]
+    c = Coster(sp, seq_len=512, backend="analytical")
+    bad = [h.name for h in DEFAULT_HW_SPACE.configs() if c.cost(sp.largest(), h).violation > 0]
+    assert len(bad) == 13 and "gemmini-64k-256k" not in bad and "gemmini-256k-32k" in bad
+    why = c.cost(sp.largest(), "gemmini-256k-32k").infeasible
+    assert "softmax accumulator" in why and "LayerNorm" in why
+    small = c.cost(sp.smallest(), "gemmini-16k-256k")  # d = 384 fits; 512 scores do not
+    assert small.violation > 0 and "scratchpad" in small.infeasible
+    assert c._cost_slow(sp.largest(), get_hw("gemmini-256k-32k")).infeasible == why
+    cpu = Coster(PRESETS["cpu"], backend="analytical")
+    assert all(
+        cpu.cost(PRESETS["cpu"].largest(), h).violation == 0 for h in DEFAULT_HW_SPACE.configs()
+    )

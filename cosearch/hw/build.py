@@ -24,17 +24,18 @@ from tqdm import tqdm
 
 from cosearch.errors import InputFileError, UserError
 from cosearch.hw import timeloop
-from cosearch.hw.cost_model import REGIMES, default_calibration, gemm_cost
+from cosearch.hw.cost_model import REGIMES, SHIPPED_TILER, default_calibration, gemm_cost
 from cosearch.hw.gemmini import GemminiConfig
 from cosearch.hw.lut import (
     DEFAULT_LUT_DIR,
     lut_path,
     meta_path,
     read_lut,
+    row_context,
     write_lut,
     write_text_atomic,
 )
-from cosearch.hw.workload import space_gemm_shapes
+from cosearch.hw.workload import GEMM_CONTEXT, default_output_layer, space_gemm_shapes
 from cosearch.runinfo import check_output_dir, check_output_file, git_commit
 from cosearch.space import get_space
 
@@ -83,17 +84,18 @@ class LutJob:
             check_output_dir(self.lut_dir, "--lut-dir")
 
     def shapes(self) -> list[tuple[str, int, int, int]]:
-        """(op, M, K, N) rows, deduplicated by shape (op names joined with '+'), sorted."""
+        """(op, M, K, N) rows, one per shape and GEMM context (`workload.CONTEXTS`: op
+        names of the same context joined with '+'), sorted."""
         if self.shapes_file is not None:
             return read_shapes(self.shapes_file)
         space = get_space(self.preset)
         rows = space_gemm_shapes(space, self.seq_lens or None)
-        by: dict[tuple[int, int, int], list[str]] = {}
+        by: dict[tuple[str, int, int, int], list[str]] = {}
         for op, M, K, N in rows:
-            by.setdefault((M, K, N), []).append(op)
+            by.setdefault((GEMM_CONTEXT[op], M, K, N), []).append(op)
         return sorted(
-            ((("+".join(dict.fromkeys(v))),) + k for k, v in by.items()),
-            key=lambda r: (r[1], r[2], r[3]),
+            ((("+".join(dict.fromkeys(v))),) + k[1:] for k, v in by.items()),
+            key=lambda r: (r[1], r[2], r[3], r[0]),
         )
 
     def path(self, hw: GemminiConfig) -> Path:
@@ -118,6 +120,11 @@ class LutJob:
             ),
             "calibration": (
                 default_calibration().__dict__ if self.backend == "analytical" else None
+            ),
+            "tiler": (
+                SHIPPED_TILER.__dict__
+                if self.backend == "analytical" and self.regime == "gemmini-tiler"
+                else None
             ),
         }
 
@@ -166,7 +173,8 @@ def _analytical_rows(job: LutJob, hw: GemminiConfig, todo: list) -> list[dict]:
     if not todo:
         return []
     arr = np.array([t[1:] for t in todo])
-    c = gemm_cost(arr[:, 0], arr[:, 1], arr[:, 2], hw, regime=job.regime)
+    ctx = [row_context(t[0]) for t in todo]
+    c = gemm_cost(arr[:, 0], arr[:, 1], arr[:, 2], hw, regime=job.regime, context=ctx)
     return [
         {
             "hw": hw.name,
@@ -243,6 +251,15 @@ def _meta(job: LutJob, hw: GemminiConfig, rows: list[dict]) -> dict:
                 "model": "cosearch/hw/cost_model.py; per-access energies cosearch/hw/gemmini.py",
             }
         )
+        if job.regime == "gemmini-tiler":
+            meta["tiler"] = dict(SHIPPED_TILER.__dict__)
+        if job.preset is not None:
+            out = default_output_layer(get_space(job.preset))
+            meta["output_layer"] = {
+                "vocab": out.vocab,
+                "cutoffs": list(out.cutoffs),
+                "tail_dims": list(out.tail_dims),
+            }
     return meta
 
 
@@ -259,8 +276,11 @@ def run(job: LutJob) -> list[Path]:
         if path not in out_rows:
             out_rows[path] = read_lut(path) if path.exists() else []
         rows = out_rows[path]
-        done = {(r["hw"], r.get("regime", "optimal"), r["M"], r["K"], r["N"]) for r in rows}
-        todo = [t for t in shapes if (hw.name, job.regime, *t[1:]) not in done]
+        done = {
+            (r["hw"], r.get("regime", "optimal"), row_context(r.get("op")), r["M"], r["K"], r["N"])
+            for r in rows
+        }
+        todo = [t for t in shapes if (hw.name, job.regime, row_context(t[0]), *t[1:]) not in done]
         log.info(
             "%s: %d of %d rows to cost (%d already in %s)",
             hw.name,
@@ -282,10 +302,12 @@ def run(job: LutJob) -> list[Path]:
                 futs = [ex.submit(_timeloop_row, job, hw, t, workroot) for t in todo]
                 for fut in as_completed(futs):
                     rows.append(fut.result())
-                    rows.sort(key=lambda r: (r["hw"], r["M"], r["K"], r["N"]))
+                    rows.sort(
+                        key=lambda r: (r["hw"], r["M"], r["K"], r["N"], row_context(r.get("op")))
+                    )
                     write_lut(path, rows)  # atomic: a killed job resumes from here
                     bar.update(1)
-        rows.sort(key=lambda r: (r["hw"], r["M"], r["K"], r["N"]))
+        rows.sort(key=lambda r: (r["hw"], r["M"], r["K"], r["N"], row_context(r.get("op"))))
         write_lut(path, rows)
         hw_rows = [r for r in rows if r["hw"] == hw.name]
         if job.out is None:

@@ -24,9 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from cosearch.errors import InputFileError
-from cosearch.hw.cost_model import REGIMES, gemm_cost, nonlinear_cost
+from cosearch.hw.cost_model import REGIMES, gemm_cost, nonlinear_cost, norm_capacity
 from cosearch.hw.gemmini import GemminiConfig, get_hw
-from cosearch.hw.workload import GEMM_KINDS, NONLINEAR_KINDS, arch_ops
+from cosearch.hw.workload import (
+    CAUSAL,
+    GEMM_CONTEXT,
+    GEMM_KINDS,
+    NONLINEAR_KINDS,
+    OutputLayer,
+    arch_ops,
+    default_output_layer,
+)
 from cosearch.runinfo import write_csv_atomic, write_text_atomic  # noqa: F401 (re-exported)
 from cosearch.space import Arch, SearchSpace
 
@@ -163,13 +171,24 @@ def _fmt(v):
     return v
 
 
+def row_context(op: str | None) -> str:
+    """The GEMM context (`workload.CONTEXTS`) of a LUT row from its `op` column (kinds
+    joined with '+', all of one context); rows of other tools ('gemm') are 'weights'."""
+    kind = (op or "").split("+")[0]
+    return GEMM_CONTEXT.get(kind, "weights")
+
+
 class LutTable:
-    """(M, K, N) -> (cycles, energy_pJ) from one LUT file; given `hw` (and `regime`), every
-    row must be of that config (and regime): a table is keyed by its file name."""
+    """(M, K, N, context) -> (cycles, energy_pJ) from one LUT file; given `hw` (and
+    `regime`), every row must be of that config (and regime): a table is keyed by its file
+    name. In a table of regime optimal, whose costs do not depend on the GEMM context
+    (e.g. Timeloop's), a shape asked for in a context the table lacks uses the shape's row
+    of another context."""
 
     def __init__(self, path: str | Path, hw: str | None = None, regime: str | None = None) -> None:
         self.path = Path(path)
-        self.table: dict[tuple[int, int, int], tuple[float, float]] = {}
+        self.table: dict[tuple[int, int, int, str], tuple[float, float]] = {}
+        self.by_shape: dict[tuple[int, int, int], tuple[float, float]] = {}
         for line, r in enumerate(read_lut(path), start=2):
             for key, want in (("hw", hw), ("regime", regime)):
                 if want is not None and (r.get(key) or "optimal") != want:
@@ -177,10 +196,16 @@ class LutTable:
                         f"{self.path}, line {line}: a row of {key} {r.get(key)!r} in the "
                         f"{want} table; {REBUILD}"
                     )
-            self.table[(r["M"], r["K"], r["N"])] = (r["cycles"], r["energy_pJ"])
+            shape = (r["M"], r["K"], r["N"])
+            self.table[(*shape, row_context(r.get("op")))] = (r["cycles"], r["energy_pJ"])
+            if (r.get("regime") or "optimal") == "optimal":
+                self.by_shape.setdefault(shape, (r["cycles"], r["energy_pJ"]))
 
-    def get(self, shape: tuple[int, int, int]) -> tuple[float, float] | None:
-        return self.table.get(shape)
+    def get(
+        self, shape: tuple[int, int, int], context: str = "weights"
+    ) -> tuple[float, float] | None:
+        hit = self.table.get((*shape, context))
+        return hit if hit is not None else self.by_shape.get(tuple(shape))
 
 
 @dataclass(frozen=True)
@@ -193,6 +218,10 @@ class ArchCost:
     backbone_energy_pJ: float
     breakdown: dict[str, tuple[float, float]]  # op kind -> (cycles, pJ)
     clock_ghz: float = 1.0
+    # > 0: a softmax or LayerNorm row does not fit (cost_model.norm_capacity): the arch
+    # cannot run at this length on this config; the relative excess and why
+    violation: float = 0.0
+    infeasible: str = ""
 
     @property
     def latency_s(self) -> float:
@@ -227,7 +256,12 @@ class Coster:
 
     backend: 'lut' (the LUT file must exist), 'analytical' (model only) or 'auto' (LUT if
     present - real Timeloop first for regime optimal - else the model). Shapes missing
-    from a LUT use the model (warning once, counted in `fallbacks`) unless strict=True."""
+    from a LUT use the model (warning once, counted in `fallbacks`) unless strict=True.
+    `output`: the output layer the model computes (default: the space's preset's,
+    `workload.default_output_layer`); `causal`: how the attention's causal mask is run
+    (`workload.CAUSAL`: 'mask', or 'triangular' where the software skips the blocks above
+    the diagonal). An arch whose softmax or LayerNorm rows do not fit the config is
+    costed all the same and marked (`ArchCost.violation`, `ArchCost.infeasible`)."""
 
     def __init__(
         self,
@@ -238,17 +272,23 @@ class Coster:
         lut_dir: str | Path | None = None,
         backend: str = "auto",
         strict: bool = False,
+        output: OutputLayer | None = None,
+        causal: str = "mask",
     ) -> None:
         if regime not in REGIMES:
             raise ValueError(f"unknown regime '{regime}'; known: {', '.join(REGIMES)}")
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend '{backend}'; known: {', '.join(BACKENDS)}")
+        if causal not in CAUSAL:
+            raise ValueError(f"unknown causal mode '{causal}'; known: {', '.join(CAUSAL)}")
         self.space = space
         self.seq_len = space.seq_len if seq_len is None else int(seq_len)
         self.regime = regime
         self.lut_dir = DEFAULT_LUT_DIR if lut_dir is None else Path(lut_dir)
         self.backend = backend
         self.strict = strict
+        self.output = default_output_layer(space) if output is None else output
+        self.causal = causal
         self.fallbacks = 0
         self._warned = False
         self._tables: dict[GemminiConfig, LutTable | None] = {}
@@ -293,15 +333,20 @@ class Coster:
         return out
 
     def gemm_costs(
-        self, shapes: list[tuple[int, int, int]], hw: GemminiConfig
+        self,
+        shapes: list[tuple[int, int, int]],
+        hw: GemminiConfig,
+        contexts: list[str] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(cycles, energy_pJ) arrays for GEMM shapes on `hw`."""
+        """(cycles, energy_pJ) arrays for GEMM shapes on `hw`, each in its context
+        (`workload.CONTEXTS`, default 'weights')."""
+        ctx = ["weights"] * len(shapes) if contexts is None else list(contexts)
         table = self.table_for(hw)
         cyc = np.full(len(shapes), np.nan)
         en = np.full(len(shapes), np.nan)
         if table is not None:
-            for i, s in enumerate(shapes):
-                v = table.get(tuple(int(x) for x in s))
+            for i, (s, c) in enumerate(zip(shapes, ctx, strict=True)):
+                v = table.get(tuple(int(x) for x in s), c)
                 if v is not None:
                     cyc[i], en[i] = v
         miss = np.isnan(cyc)
@@ -325,10 +370,31 @@ class Coster:
                         missing[:3],
                     )
                     self._warned = True
-            arr = np.asarray([shapes[i] for i in np.where(miss)[0]])
-            c = gemm_cost(arr[:, 0], arr[:, 1], arr[:, 2], hw, regime=self.regime)
+            idx = np.where(miss)[0]
+            arr = np.asarray([shapes[i] for i in idx])
+            c = gemm_cost(
+                arr[:, 0],
+                arr[:, 1],
+                arr[:, 2],
+                hw,
+                regime=self.regime,
+                context=[ctx[i] for i in idx],
+            )
             cyc[miss], en[miss] = c["cycles"], c["energy_pJ"]
         return cyc, en
+
+    def _attention_fraction(self, hw: GemminiConfig) -> float:
+        """Share of the L x L attention blocks computed: all of them, or with 'triangular'
+        the blocks on and below the diagonal (of the array's DIM x DIM blocks)."""
+        if self.causal == "mask":
+            return 1.0
+        nb = -(-self.seq_len // hw.pe_rows)
+        return (nb + 1) / (2 * nb)
+
+    def _nonlinear(self, kind: str, elements: float, instance: float, hw) -> np.ndarray:
+        return np.stack(
+            nonlinear_cost(kind, elements, hw, regime=self.regime, instance_elements=instance)
+        )
 
     # --- fast path ----------------------------------------------------------------------
     def _tables_for(self, hw: GemminiConfig) -> dict:
@@ -337,41 +403,52 @@ class Coster:
             return self._fast[hw]
         sp, L, hd = self.space, self.seq_len, self.space.head_dim
         D, H, F = sp.d_model, sp.heads, sp.d_ffn
-        shapes, index = [], {}
+        shapes, ctxs, index = [], [], {}
 
-        def add(key, shape):
+        def add(key, kind, shape):
             index[key] = len(shapes)
             shapes.append(shape)
+            ctxs.append(GEMM_CONTEXT[kind])
 
         for d in D:
-            add(("lm_head", d), (L, d, sp.vocab))
+            for j, s in enumerate(self.output.gemms(L, d)):
+                add(("lm_head", d, j), "lm_head", s)
             for h in H:
-                add(("qkv", d, h), (L, d, hd * h))
-                add(("out_proj", d, h), (L, hd * h, d))
+                add(("qkv", d, h), "qkv", (L, d, hd * h))
+                add(("out_proj", d, h), "out_proj", (L, hd * h, d))
             for f in F:
-                add(("ffn1", d, f), (L, d, f))
-                add(("ffn2", d, f), (L, f, d))
-        add(("attn_score",), (L, hd, L))
-        add(("attn_context",), (L, L, hd))
-        cyc, en = self.gemm_costs(shapes, hw)
+                add(("ffn1", d, f), "ffn1", (L, d, f))
+                add(("ffn2", d, f), "ffn2", (L, f, d))
+        add(("attn_score",), "attn_score", (L, hd, L))
+        add(("attn_context",), "attn_context", (L, L, hd))
+        cyc, en = self.gemm_costs(shapes, hw, ctxs)
         ce = np.stack([cyc, en], axis=-1)  # (S, 2)
 
         def grid(kind, outer, inner):
             return np.array([[ce[index[(kind, a, b)]] for b in inner] for a in outer])
 
-        nl = {k: np.stack(nonlinear_cost(k, 1.0, hw)) for k in NONLINEAR_KINDS}  # per element
+        n_out = len(self.output.gemms(L, D[0]))
+        frac = self._attention_fraction(hw)
+        mask_el = L * L if self.causal == "mask" else -(-L // hw.pe_rows) * hw.pe_rows**2
+        excess, reasons = norm_capacity(L, np.asarray(D), hw)
         t = {
             "qkv": 3 * grid("qkv", D, H),  # (nD, nH, 2)
             "out_proj": grid("out_proj", D, H),
             "ffn1": grid("ffn1", D, F),  # (nD, nF, 2)
             "ffn2": grid("ffn2", D, F),
-            "lm_head": np.array([ce[index[("lm_head", d)]] for d in D]),  # (nD, 2)
-            "attn_score": ce[index[("attn_score",)]],  # per head
-            "attn_context": ce[index[("attn_context",)]],
-            "softmax_el": nl["softmax"],
-            "layernorm_el": nl["layernorm"],
-            "gelu_el": nl["gelu"],
-            "residual_el": nl["residual"],
+            "lm_head": np.array(
+                [sum(ce[index[("lm_head", d, j)]] for j in range(n_out)) for d in D]
+            ),  # (nD, 2)
+            "attn_score": frac * ce[index[("attn_score",)]],  # per head
+            "attn_context": frac * ce[index[("attn_context",)]],
+            "softmax": self._nonlinear("softmax", L * L, L * L, hw),  # per head
+            "mask": self._nonlinear("mask", mask_el, L * L, hw),  # per head
+            # per (width, instance): LayerNorm / residual over L x d, GELU per element
+            "layernorm": np.array([self._nonlinear("layernorm", L * d, L * d, hw) for d in D]),
+            "residual": np.array([self._nonlinear("residual", L * d, L * d, hw) for d in D]),
+            "gelu_el": self._nonlinear("gelu", 1.0, 1.0, hw),
+            "violation": excess,  # (nD,)
+            "reasons": reasons,
         }
         self._fast[hw] = t
         return t
@@ -398,20 +475,22 @@ class Coster:
         except ValueError:
             return [self._cost_slow(a, cfg) for a in archs]
         t = self._tables_for(cfg)
-        dv = np.array([a.d_model for a in archs], dtype=float)
         m = mask[..., None]
         D2 = di[:, None]
+        heads = (hv * mask).sum(1)[:, None]
+        layers = mask.sum(1)[:, None]
         parts = {
             "qkv": (t["qkv"][D2, hi] * m).sum(1),
             "out_proj": (t["out_proj"][D2, hi] * m).sum(1),
             "ffn1": (t["ffn1"][D2, fi] * m).sum(1),
             "ffn2": (t["ffn2"][D2, fi] * m).sum(1),
-            "attn_score": (hv * mask).sum(1)[:, None] * t["attn_score"],
-            "attn_context": (hv * mask).sum(1)[:, None] * t["attn_context"],
-            "softmax": (hv * mask).sum(1)[:, None] * (L * L) * t["softmax_el"],
-            "layernorm": ((2 * mask.sum(1) + 1) * L * dv)[:, None] * t["layernorm_el"],
+            "attn_score": heads * t["attn_score"],
+            "attn_context": heads * t["attn_context"],
+            "softmax": heads * t["softmax"],
+            "mask": heads * t["mask"],
+            "layernorm": (2 * layers + 1) * t["layernorm"][di],
             "gelu": ((fv * mask).sum(1) * L)[:, None] * t["gelu_el"],
-            "residual": (2 * mask.sum(1) * L * dv)[:, None] * t["residual_el"],
+            "residual": 2 * layers * t["residual"][di],
             "lm_head": t["lm_head"][di],
         }
         total = sum(parts.values())
@@ -431,31 +510,46 @@ class Coster:
                     float(backbone[r, 1]),
                     bd,
                     cfg.clock_ghz,
+                    float(t["violation"][di[r]]),
+                    t["reasons"][di[r]],
                 )
             )
         return out
 
     def _cost_slow(self, arch: Arch, cfg: GemminiConfig) -> ArchCost:
         """Op-list path for archs outside the space's choice lists."""
-        ops = arch_ops(arch, self.space, self.seq_len)
+        ops = arch_ops(arch, self.space, self.seq_len, output=self.output, causal=self.causal)
         gemms = [o for o in ops if o.is_gemm]
-        cyc, en = self.gemm_costs([o.shape for o in gemms], cfg)
+        cyc, en = self.gemm_costs([o.shape for o in gemms], cfg, [o.context for o in gemms])
+        frac = self._attention_fraction(cfg)
         bd: dict[str, list[float]] = {}
         for o, c, e in zip(gemms, cyc, en, strict=True):
             acc = bd.setdefault(o.kind, [0.0, 0.0])
-            acc[0] += o.count * c
-            acc[1] += o.count * e
+            f = frac if o.causal else 1.0
+            acc[0] += o.count * c * f
+            acc[1] += o.count * e * f
         for o in ops:
             if not o.is_gemm:
-                c, e = nonlinear_cost(o.kind, o.elements * o.count, cfg)
+                el = o.elements
+                if o.kind == "mask" and o.causal:  # the diagonal blocks only
+                    el = -(-self.seq_len // cfg.pe_rows) * cfg.pe_rows**2
+                c, e = self._nonlinear(o.kind, el * o.count, o.elements, cfg)
                 acc = bd.setdefault(o.kind, [0.0, 0.0])
                 acc[0] += float(c)
                 acc[1] += float(e)
         tc = sum(v[0] for v in bd.values())
         te = sum(v[1] for v in bd.values())
         lm = bd.get("lm_head", [0.0, 0.0])
+        excess, reasons = norm_capacity(self.seq_len, arch.d_model, cfg)
         return ArchCost(
-            tc, te, tc - lm[0], te - lm[1], {k: (v[0], v[1]) for k, v in bd.items()}, cfg.clock_ghz
+            tc,
+            te,
+            tc - lm[0],
+            te - lm[1],
+            {k: (v[0], v[1]) for k, v in bd.items()},
+            cfg.clock_ghz,
+            float(excess),
+            reasons[0],
         )
 
     def cost(self, arch: Arch, hw: str | GemminiConfig) -> ArchCost:
