@@ -59,7 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--hw-budget-mm2",
         type=float,
-        help="--hw search: SRAM area budget in mm^2 (CACTI 40 nm; default: none)",
+        help="--hw search: area budget in mm^2 at 40 nm, SRAMs (CACTI) + PE array "
+        "(GemminiConfig.area_mm2; default: none)",
     )
     p.add_argument(
         "--hw-pe", help="--hw search: PE array sizes to search, e.g. 16,32 (default: 16 only)"

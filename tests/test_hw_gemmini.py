@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
+from cosearch.hw.firesim import FIRESIM_DIR, TEST_CSV, TRAIN_CSV
 from cosearch.hw.gemmini import (
     DEFAULT_HW_SPACE,
     HW_PRESETS,
+    PE_AREA_MM2,
     GemminiConfig,
     HwSearchSpace,
     acc_access_pj,
@@ -99,6 +101,32 @@ def test_energy_per_access_matches_table_and_grows_with_size():
     assert t["dram_word"] == 64.0
 
 
-def test_area_grows_with_sram():
+def test_area_grows_with_sram_and_pe_array():
     assert get_hw("gemmini-64k-64k").area_mm2() < get_hw("gemmini-256k-64k").area_mm2()
     assert get_hw("gemmini-64k-64k").area_mm2() < get_hw("gemmini-64k-256k").area_mm2()
+    stock = get_hw("gemmini-256k-64k")
+    assert stock.area_mm2() == pytest.approx(stock.sram_area_mm2() + 256 * PE_AREA_MM2)
+    big = get_hw("gemmini-256k-64k-pe32x32")  # the PE array is no longer free
+    assert big.area_mm2() - big.sram_area_mm2() == pytest.approx(4 * 256 * PE_AREA_MM2)
+    assert big.area_mm2() > stock.area_mm2()
+
+
+@pytest.mark.skipif(not (FIRESIM_DIR / TEST_CSV).exists(), reason="needs ../shared/firesim")
+def test_area_matches_dosa_accelergy_areas():
+    """DOSA's Accelergy areas (ART) of the 13 Gemmini configs in its FireSim tables: our
+    SRAM tables + 400 um^2 per PE within 15 % of each (SRAM sizes are non-powers of two
+    there, where CACTI's organisation steps)."""
+    import csv
+
+    seen = {}
+    for name in (TEST_CSV, TRAIN_CSV):
+        with (FIRESIM_DIR / name).open(newline="") as f:
+            for r in csv.DictReader(f):
+                pe = int(r["arch.meshX"])
+                sp = int(r["arch.mem2_entries"]) / 1024
+                acc = int(r["arch.mem1_entries"]) * int(r["arch.mem1_instances"]) * 4 / 1024
+                seen[(pe, sp, acc)] = float(r["target.area"])
+    assert len(seen) == 13
+    for (pe, sp, acc), area in seen.items():
+        cfg = GemminiConfig(sp_kib=sp, acc_kib=acc, pe_rows=pe, pe_cols=pe)
+        assert cfg.area_mm2() == pytest.approx(area, rel=0.15)

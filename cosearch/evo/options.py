@@ -33,7 +33,7 @@ class SearchOptions:
     strict: bool = False
     hw_budget_kib: int | None = None  # --hw search: SRAM budget (default: the space's)
     hw_pe: tuple[int, ...] = ()  # --hw search: PE array sizes (default: the space's)
-    hw_budget_mm2: float | None = None  # --hw search: SRAM area budget (CACTI 40 nm)
+    hw_budget_mm2: float | None = None  # --hw search: area budget (SRAMs + PE array, 40 nm)
     baseline_ppl: float | None = None  # from-scratch largest model's validation ppl
     baseline_checkpoint: str | None = None  # ... or its run directory
     final_eval: bool = True  # re-evaluate the front on the valid and test splits
@@ -117,7 +117,7 @@ def resolve_hw(opts: SearchOptions) -> tuple[list[Any], Any]:
         if opts.hw_budget_mm2 is not None:
             space = replace(space, budget_mm2=float(opts.hw_budget_mm2))
         if not space.configs():
-            area = "" if space.budget_mm2 is None else f", {space.budget_mm2} mm^2 of SRAM area"
+            area = "" if space.budget_mm2 is None else f", {space.budget_mm2} mm^2 of area"
             raise SearchError(
                 f"no hardware config fits the budget ({space.budget_kib} KiB of SRAM{area}; "
                 f"the smallest needs {min(space.sp_kib) + min(space.acc_kib)} KiB); raise "

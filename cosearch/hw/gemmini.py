@@ -79,7 +79,14 @@ class GemminiConfig:
         return self.pe_rows * self.pe_cols
 
     def area_mm2(self) -> float:
-        """SRAM area (CACTI, 40 nm) of scratchpad + accumulator, interpolated in log size."""
+        """Accelerator area at 40 nm (mm^2): scratchpad + accumulator SRAMs (the CACTI 7
+        areas of the Accelergy ERT/ART in GEMMINI_MODEL.md, interpolated in log size) plus
+        the PE array (`PE_AREA_MM2` per PE). Leaves out the controller, DMA and
+        normalization units (no public figure; the same for every config of a PE size)."""
+        return float(self.sram_area_mm2() + self.n_pe * PE_AREA_MM2)
+
+    def sram_area_mm2(self) -> float:
+        """Scratchpad + accumulator area (CACTI, 40 nm), interpolated in log size."""
         sp = _loglog(self.sp_kib, _SP_KIB, _SP_AREA)
         acc = _loglog(self.acc_kib / self.pe_cols, _ACC_INST_KIB, _ACC_AREA / 16) * self.pe_cols
         return float(sp + acc)
@@ -141,7 +148,8 @@ def _sort_key(name: str) -> tuple:
 class HwSearchSpace:
     """Buffer sizes (KiB, powers of two) and PE array sizes searched jointly with the model,
     under a total-SRAM budget (scratchpad + accumulator KiB; default 320 = both thesis
-    configs) and optionally an SRAM-area budget (mm^2, CACTI 40 nm; `area_mm2`).
+    configs) and optionally an area budget (mm^2 at 40 nm, SRAMs and PE array;
+    `GemminiConfig.area_mm2`).
     Genes: [scratchpad index, accumulator index, PE index]."""
 
     sp_kib: tuple = (16, 32, 64, 128, 256, 512)
@@ -240,6 +248,14 @@ _ACC_INST_KIB = np.array([2, 4, 8, 16, 32], dtype=float)
 _ACC_READ = np.array([2.769, 4.238, 5.784, 9.365, 13.689])
 _ACC_WRITE = np.array([2.954, 4.042, 5.471, 7.604, 10.316])
 _ACC_AREA = np.array([0.284, 0.502, 0.835, 1.567, 2.757])  # all 16 instances
+
+# One PE (8-bit MAC, its weight registers and pipeline registers) at 40 nm: DOSA's
+# Accelergy area (`target.area` of ucb-bar/dosa's FireSim tables, Timeloop/Accelergy ART
+# with CACTI and Aladdin) of 13 Gemmini configs minus the CACTI SRAM areas above, dominated
+# by its 128x128 config (16.11 mm^2, 9.56 of them SRAM: 400 um^2 per PE); its 16x16 configs
+# give 221-645 um^2 per PE (interpolation error of non-power-of-two SRAMs). Checked by
+# tests/test_hw_gemmini.py when ../shared/firesim is present.
+PE_AREA_MM2 = 400e-6
 
 DRAM_PJ_PER_BYTE = 64.0  # 8 pJ/bit LPDDR4 (4096 pJ per 64-byte access)
 MAC_PJ = 0.845  # 8-bit intmac, Aladdin, mac_random
