@@ -194,6 +194,36 @@ def test_problem_constraints_cache_and_state():
         Problem(TINY, ppl, ToyCoster(TINY))
 
 
+def test_problem_archs_that_cannot_run_are_infeasible(caplog):
+    """A cost marked as not runnable (a softmax or LayerNorm row that does not fit the
+    accumulator, cosearch.hw.cost_model.norm_capacity) is infeasible whatever its
+    perplexity, which is not evaluated; the reason is logged once per config."""
+    from cosearch.hw.lut import Coster
+    from cosearch.space import PRESETS
+
+    paper = PRESETS["paper"]
+    calls = []
+    prob = Problem(
+        paper,
+        lambda a: calls.append(a) or 100.0,
+        Coster(paper, seq_len=512, backend="analytical"),
+        hw="gemmini-256k-32k",
+    )
+    with caplog.at_level("WARNING"):
+        evs = prob.evaluate([prob.encode(paper.largest()), prob.encode(paper.smallest())])
+    assert all(not e.feasible and math.isnan(e.ppl) for e in evs) and not calls
+    assert evs[0].violation == pytest.approx(1.0)  # 512 rows needed, 256 there
+    assert sum("cannot run" in r.message for r in caplog.records) == 2  # two reasons
+    assert sum(prob.cannot_run.values()) == 2
+    ok = Problem(
+        paper,
+        lambda a: 100.0,
+        Coster(paper, seq_len=512, backend="analytical"),
+        hw="gemmini-64k-256k",
+    )
+    assert ok.evaluate([ok.encode(paper.largest())])[0].feasible
+
+
 def test_problem_hw_genes_and_budget():
     gemmini = pytest.importorskip("cosearch.hw.gemmini")
     space = gemmini.HwSearchSpace(sp_kib=(32, 64, 256), acc_kib=(64, 256), budget_kib=320)

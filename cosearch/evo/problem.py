@@ -190,6 +190,8 @@ class Problem:
         self.cache: dict[tuple[Arch, str], Evaluation] = {}
         self.hw_configs: dict[str, Any] = {} if hw is None else {_hw_name(hw): hw}
         self.timers = Timers()
+        # (hw, why an arch cannot run on it) -> pairs evaluated so (cost model capacity)
+        self.cannot_run: dict[tuple[str, str], int] = {}
         self._decoded: dict[tuple[int, ...], tuple[Arch, Any]] = {}  # genome -> (arch, hw)
         self.generation = 0  # set by the algorithm; stamped on new evaluations
 
@@ -260,6 +262,14 @@ class Problem:
             v += latency_s / self.max_latency_s - 1.0
         return v
 
+    def _note_cannot_run(self, hw: str, reason: str) -> None:
+        """Say once per (config, reason) why pairs on it are infeasible (`cannot_run`)."""
+        key = (hw, reason)
+        if key not in self.cannot_run:
+            self.cannot_run[key] = 0
+            log.warning("%s cannot run some archs: %s; they are infeasible", hw, reason)
+        self.cannot_run[key] += 1
+
     def evaluate_pairs(self, pairs: Sequence[tuple[Arch, Any]]) -> list[Evaluation]:
         """Evaluate (arch, hw) pairs, costing the uncached ones in one batch per hw."""
         todo: dict[str, dict[Arch, None]] = {}
@@ -292,7 +302,13 @@ class Problem:
             self.timers.hw_archs += len(archs)
             for arch, c in zip(archs, costs, strict=True):
                 lat, en = float(c.latency_s), float(c.energy_J)
-                if self.max_latency_s is not None and lat > self.max_latency_s:
+                cannot_run = float(getattr(c, "violation", 0.0))
+                if cannot_run > 0:
+                    # The arch cannot run on this config (a softmax or LayerNorm row does
+                    # not fit): infeasible whatever its perplexity.
+                    ppl, viol = math.nan, cannot_run
+                    self._note_cannot_run(name, getattr(c, "infeasible", ""))
+                elif self.max_latency_s is not None and lat > self.max_latency_s:
                     # Infeasible whatever its perplexity: skip the expensive evaluation.
                     ppl, viol = math.nan, lat / self.max_latency_s - 1.0
                 else:

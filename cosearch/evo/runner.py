@@ -39,6 +39,7 @@ TRAIN_HINT = (
 # ----- sources ----------------------------------------------------------------------------
 def make_coster(config: RunConfig, opts: SearchOptions) -> Any:
     from cosearch.hw.lut import Coster
+    from cosearch.hw.workload import model_output_layer
 
     return Coster(
         config.space,
@@ -46,6 +47,7 @@ def make_coster(config: RunConfig, opts: SearchOptions) -> Any:
         lut_dir=opts.lut_dir,
         backend=opts.backend,
         strict=opts.strict,
+        output=model_output_layer(config.space, config.model),
     )
 
 
