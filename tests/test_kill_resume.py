@@ -94,6 +94,12 @@ def _uninterrupted_and_killed(
     return a, b, events
 
 
+def _assert_json_lines(path: Path) -> None:
+    """Every line parses: a record that a kill cut short was dropped on resume."""
+    for line in path.read_text().splitlines():
+        json.loads(line)
+
+
 @pytest.fixture()
 def rng() -> random.Random:
     seed = int(os.environ.get("KILL_SEED", random.SystemRandom().randrange(10**6)))
@@ -117,27 +123,17 @@ def test_killed_training_resumes_to_the_same_parameters(tiny_config, tiny_data, 
     import jax
     import numpy as np
 
+    from cosearch.config import override
     from cosearch.supernet.checkpoint import restore_params
     from cosearch.supernet.model import make_model
 
     sets = ["train.steps=40", "train.ckpt_every=2", "train.eval_every=20", "train.log_every=1"]
 
     def argv(workdir: Path) -> list[str]:
-        return [
-            "cosearch.train_supernet",
-            "--preset",
-            "tiny",
-            "--data-dir",
-            str(tiny_data),
-            "--workdir",
-            str(workdir),
-            "--set",
-            *sets,
-        ]
+        flags = ["--data-dir", str(tiny_data), "--workdir", str(workdir), "--set", *sets]
+        return ["cosearch.train_supernet", "--preset", "tiny", *flags]
 
     a, b, events = _uninterrupted_and_killed(argv, "config.json", tmp_path, rng)
-    from cosearch.config import override
-
     config = override(tiny_config, sets)
     model = make_model(config, 47)
     pa, sa = restore_params(a, model, config.space)
@@ -145,40 +141,23 @@ def test_killed_training_resumes_to_the_same_parameters(tiny_config, tiny_data, 
     assert sa == sb == 40, events
     for x, y in zip(jax.tree_util.tree_leaves(pa), jax.tree_util.tree_leaves(pb), strict=True):
         np.testing.assert_array_equal(x, y, err_msg=str(events))
-    for line in (b / "metrics.jsonl").read_text().splitlines():
-        json.loads(line)  # a record cut by a kill was dropped on resume
+    _assert_json_lines(b / "metrics.jsonl")
 
 
 @pytest.mark.slow
 def test_killed_search_resumes_to_the_same_front(tiny_checkpoint, tiny_data, tmp_path, rng):
+    search = "cosearch.search --preset tiny --quiet --population 8 --generations 5"
+    costs = "--backend analytical --hw gemmini-64k-256k"
+
     def argv(out: Path) -> list[str]:
-        return [
-            "cosearch.search",
-            "--preset",
-            "tiny",
-            "--checkpoint",
-            str(tiny_checkpoint),
-            "--data-dir",
-            str(tiny_data),
-            "--quiet",
-            "--out",
-            str(out),
-            "--population",
-            "8",
-            "--generations",
-            "5",
-            "--backend",
-            "analytical",
-            "--hw",
-            "gemmini-64k-256k",
-        ]
+        paths = ["--checkpoint", str(tiny_checkpoint), "--data-dir", str(tiny_data)]
+        return [*search.split(), *costs.split(), *paths, "--out", str(out)]
 
     a, b, events = _uninterrupted_and_killed(argv, "config.json", tmp_path, rng)
     front_a = json.loads((a / "pareto.json").read_text())["front"]
     front_b = json.loads((b / "pareto.json").read_text())["front"]
     assert front_a and front_a == front_b, events
-    for line in (b / "metrics.jsonl").read_text().splitlines():
-        json.loads(line)  # a record cut by a kill was dropped on resume
+    _assert_json_lines(b / "metrics.jsonl")
 
 
 @pytest.mark.slow
