@@ -84,10 +84,11 @@ def _blocks(t: int, dim: int) -> int:
     return max(1, -(-min(t, dim) // DIM))
 
 
-def training_runs(directory: str | Path = FIRESIM_DIR, pe: int = 16) -> list[Run]:
-    """The training file's plain GEMMs that ran on a `pe` x `pe` array."""
+def training_runs(directory: str | Path | None = None, pe: int = 16) -> list[Run]:
+    """The training file's plain GEMMs that ran on a `pe` x `pe` array (default
+    directory: `FIRESIM_DIR`)."""
     out = []
-    for r in _rows(Path(directory) / TRAIN_CSV):
+    for r in _rows(Path(directory or FIRESIM_DIR) / TRAIN_CSV):
         M, K, N = int(r["prob.P"]), int(r["prob.C"]), int(r["prob.K"])
         tm, tk, tn, side = parse_mapping(r["mapping.mapping"])
         if side == pe:
@@ -98,11 +99,11 @@ def training_runs(directory: str | Path = FIRESIM_DIR, pe: int = 16) -> list[Run
     return out
 
 
-def auto_tiled_runs(directory: str | Path = FIRESIM_DIR) -> list[Run]:
+def auto_tiled_runs(directory: str | Path | None = None) -> list[Run]:
     """The test file's plain GEMMs with Gemmini's own tiler on the stock config; tiles from
     its `dse.auto_tiling` column (R_S_P_Q_C_K_N in elements)."""
     out = []
-    for r in _rows(Path(directory) / TEST_CSV):
+    for r in _rows(Path(directory or FIRESIM_DIR) / TEST_CSV):
         M, K, N = int(r["prob.P"]), int(r["prob.C"]), int(r["prob.K"])
         t = [int(x) for x in r["dse.auto_tiling"].split("_")]
         tiles = (_blocks(t[2], M), _blocks(t[5], N), _blocks(t[4], K))

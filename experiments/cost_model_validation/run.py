@@ -24,6 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cosearch.errors import InputFileError  # noqa: E402
 from cosearch.hw import calibrate, firesim  # noqa: E402
 from cosearch.hw.cost_model import (  # noqa: E402
     PREVIOUS_TILER,
@@ -161,7 +162,7 @@ def firesim_comparison() -> dict | None:
     """Cycles of the stock tiler vs FireSim, per GEMM and per model change; the fit."""
     try:
         train, test = firesim.training_runs(), firesim.auto_tiled_runs()
-    except FileNotFoundError as e:
+    except InputFileError as e:
         print(f"skipping the FireSim comparison: {e}")
         return None
     refit = firesim.fit(train)
