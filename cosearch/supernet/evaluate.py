@@ -71,11 +71,16 @@ def split_windows(
     max_tokens: int | None = None,
     *,
     masked: bool = True,
+    masks: dict | None = None,
 ) -> Windows:
     """Per-window NLL sums of `arch` over the evaluation windows of `tokens` (padding
-    windows dropped): `model` is the supernet (masked=True) or the dense model of `arch`
-    itself (masked=False, e.g. from `extract`)."""
-    masks = arch_masks(space, arch) if masked else None
+    windows dropped): `model` is the supernet (masked=True), a depth-and-width bucket of it
+    with the arch's `masks` (see `Evaluator`), or the dense model of `arch` itself
+    (masked=False, e.g. from `extract`)."""
+    if masked and masks is None:
+        masks = arch_masks(space, arch)
+    elif not masked:
+        masks = None
     batches = list(eval_batches(tokens, batch_size, space.seq_len, max_tokens))
     caps = exact_caps(model, batches)
     nll, cnt = [], []
@@ -141,6 +146,7 @@ class Evaluator:
             )
         self.model = make_model(self.config, self.corpus.vocab_size)
         self.params, self.step = restore_params(self.workdir, self.model, self.space)
+        self._buckets: dict[tuple[int, int], tuple[TransformerLM, dict]] = {}
         self._cache_path = Path(cache_dir or self.workdir) / CACHE_FILE
         self._cache: dict[str, dict] = {}
         if self._cache_path.is_file():
@@ -180,8 +186,10 @@ class Evaluator:
                 # of the full-width masked supernet (same outputs: tests/test_supernet.py)
                 model, params = extract(self.space, {"params": self.params}, arch, self.model)
                 params, masked = params["params"], False
+                masks = None
             else:
-                model, params, masked = self.model, self.params, True
+                model, params, masks = self.bucket(arch)
+                masked = True
             w = split_windows(
                 model,
                 params,
@@ -191,11 +199,33 @@ class Evaluator:
                 self.config.data.eval_batch_size,
                 max_tokens,
                 masked=masked,
+                masks=masks,
             )
             self._cache[key] = w.to_dict()
             if save:
                 self.save_cache()
         return Windows.from_dict(self._cache[key])
+
+    def bucket(self, arch: Arch) -> tuple[TransformerLM, dict, dict]:
+        """(model, params, masks) for a short evaluation of `arch`: the supernet sliced to
+        the arch's depth and width with every head and FFN unit (one compile per
+        (n_layers, d_model), at most 15 on `cpu`), masked down to the arch's heads and
+        FFN widths. Same outputs as the full masked supernet (tests/test_supernet.py) at
+        the compute of that depth and width (experiments/bench/eval_bench.py)."""
+        n, d = arch.n_layers, arch.d_model
+        if (n, d) not in self._buckets:
+            wide = Arch(n, d, (self.space.max_heads,) * n, (max(self.space.d_ffn),) * n)
+            model, params = extract(self.space, {"params": self.params}, wide, self.model)
+            self._buckets[n, d] = (model, params["params"])
+        model, params = self._buckets[n, d]
+        full = arch_masks(self.space, arch)
+        masks = {
+            "layer": full["layer"][:n],
+            "hidden": full["hidden"][:d],
+            "heads": full["heads"][:n],
+            "ffn": full["ffn"][:n],
+        }
+        return model, params, masks
 
     def save_cache(self) -> None:
         """Write the cache, merged with what other processes (parallel searches on the

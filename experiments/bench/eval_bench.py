@@ -1,0 +1,107 @@
+"""Benchmark: perplexity evaluation per arch, the full masked supernet vs depth-and-width buckets.
+
+The search spends almost all its time scoring subnets on a few thousand validation tokens.
+This times, interleaved arch by arch in one process (a busy machine slows both alike), the
+full-width masked supernet (every subnet at the largest arch's compute, one compile) and the
+bucketed path `Evaluator.windows` now takes (the supernet sliced to the arch's depth and
+width, heads and FFN masked: one compile per bucket), on the same random archs and tokens,
+and checks both give the same per-window NLLs. Prints a table and saves
+results/eval_bench_<preset>.json.
+
+    python experiments/bench/eval_bench.py --checkpoint checkpoints/supernet-cpu --archs 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from cosearch.supernet.evaluate import load_evaluator, split_windows
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--checkpoint", default="checkpoints/supernet-cpu")
+    p.add_argument("--data-dir", default=None, help="WikiText-2 directory ($COSEARCH_DATA)")
+    p.add_argument("--archs", type=int, default=40, help="random archs to time (seed 0)")
+    p.add_argument("--tokens", type=int, default=4096, help="validation tokens per arch")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    a = p.parse_args(argv)
+    ev = load_evaluator(a.checkpoint, a.data_dir)
+    space, tokens, bs = ev.space, ev.corpus.valid, ev.config.data.eval_batch_size
+    rng = random.Random(0)
+    archs = [space.largest(), space.smallest(), *(space.sample(rng) for _ in range(a.archs - 2))]
+
+    def full(arch):
+        return split_windows(ev.model, ev.params, space, arch, tokens, bs, a.tokens)
+
+    def bucketed(arch):
+        return ev.windows(arch, "valid", a.tokens, save=False)
+
+    t0 = time.perf_counter()
+    full(archs[0])
+    compile_full = time.perf_counter() - t0
+    times = {"full": [], "bucketed": [], "bucketed_incl_compile": []}
+    max_rel = 0.0
+    for arch in archs:
+        t0 = time.perf_counter()
+        wf = full(arch)
+        times["full"].append(time.perf_counter() - t0)
+        fresh = (arch.n_layers, arch.d_model) not in ev._buckets
+        ev._cache.clear()
+        t0 = time.perf_counter()
+        wb = bucketed(arch)
+        dt = time.perf_counter() - t0
+        times["bucketed_incl_compile"].append(dt)
+        if fresh:  # time it again, compiled
+            ev._cache.clear()
+            t0 = time.perf_counter()
+            wb = bucketed(arch)
+            dt = time.perf_counter() - t0
+        times["bucketed"].append(dt)
+        max_rel = max(max_rel, float(np.max(np.abs(wb.nll - wf.nll) / np.abs(wf.nll))))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    tot = {k: sum(v) for k, v in times.items()}
+    res = {
+        "checkpoint": a.checkpoint,
+        "archs": len(archs),
+        "tokens_per_arch": a.tokens,
+        "buckets_compiled": len(ev._buckets),
+        "median_s_per_arch": med,
+        "total_s": tot,
+        "archs_per_s": {
+            "full": len(archs) / tot["full"],
+            "bucketed": len(archs) / tot["bucketed"],
+            "bucketed_incl_compile": len(archs) / tot["bucketed_incl_compile"],
+        },
+        "tokens_per_s_per_arch": {k: a.tokens / v for k, v in med.items()},
+        "speedup_median": med["full"] / med["bucketed"],
+        "speedup_total_incl_compile": tot["full"] / tot["bucketed_incl_compile"],
+        "compile_full_s": compile_full,
+        "max_relative_nll_difference": max_rel,
+        "machine": {
+            "platform": platform.platform(),
+            "device": str(jax.devices()[0]),
+            "jax": jax.__version__,
+        },
+    }
+    for k, v in res.items():
+        print(f"{k:30s} {v}")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"eval_bench_{space.name}.json").write_text(json.dumps(res, indent=2) + "\n")
+    return res
+
+
+if __name__ == "__main__":
+    main()
