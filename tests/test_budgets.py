@@ -59,28 +59,24 @@ def test_noise_band_keeps_a_candidate_a_point_prefilter_would_drop():
 
     d, se = paired_delta(search_w, base_search)
     assert d > 1.0 and d - 3 * se < 1.0  # outside on the point estimate, inside the band
-    rows = budget_picks(
-        [Candidate(_arch(0), 1.0)],
-        2.0,
-        lambda a: search_w,
-        base_search,
-        lambda a: _windows(0.5, 0.05, 3),
-        _windows(0.0, 0.05, 4),
-        budgets=[("+1 ppl", 1.0, False)],
-        n_boot=100,
-    )
-    assert rows[0]["arch"] == _arch(0).short() and rows[0]["candidates"] == 1
-    narrow = budget_picks(
-        [Candidate(_arch(0), 1.0)],
-        2.0,
-        lambda a: search_w,
-        base_search,
-        lambda a: _windows(0.5, 0.05, 3),
-        _windows(0.0, 0.05, 4),
-        budgets=[("+1 ppl", 1.0, False)],
-        n_boot=100,
-        band=0.0,
-    )
+
+    def pick(band: float) -> dict:
+        (row,) = budget_picks(
+            [Candidate(_arch(0), 1.0)],
+            2.0,
+            lambda a: search_w,
+            base_search,
+            lambda a: _windows(0.5, 0.05, 3),
+            _windows(0.0, 0.05, 4),
+            budgets=[("+1 ppl", 1.0, False)],
+            n_boot=100,
+            band=band,
+        )
+        return row
+
+    wide = pick(3.0)
+    assert wide["arch"] == _arch(0).short() and wide["candidates"] == 1
+    narrow = [pick(0.0)]
     assert narrow[0]["arch"] is None  # a point pre-filter loses the true pick
 
 

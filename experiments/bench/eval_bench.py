@@ -14,15 +14,13 @@ results/eval_bench_<preset>.json.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import random
 import statistics
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
+from benchio import machine, print_and_save  # this folder: scripts run from here
 
 from cosearch.supernet.evaluate import load_evaluator, split_windows
 
@@ -89,17 +87,9 @@ def main(argv=None) -> dict:
         "speedup_total_incl_compile": tot["full"] / tot["bucketed_incl_compile"],
         "compile_full_s": compile_full,
         "max_relative_nll_difference": max_rel,
-        "machine": {
-            "platform": platform.platform(),
-            "device": str(jax.devices()[0]),
-            "jax": jax.__version__,
-        },
+        "machine": machine(),
     }
-    for k, v in res.items():
-        print(f"{k:30s} {v}")
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"eval_bench_{space.name}.json").write_text(json.dumps(res, indent=2) + "\n")
+    print_and_save(res, Path(a.out) / f"eval_bench_{space.name}.json")
     return res
 
 

@@ -15,8 +15,6 @@ slower per token) and achieved FLOP/s as a fraction of a measured float32 matmul
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
@@ -33,6 +31,7 @@ from cosearch.supernet.train import init_state, make_model, sandwich, tail_caps,
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipe"))
 import minimal_lm  # noqa: E402
+from benchio import machine, print_and_save  # noqa: E402  (this folder)
 
 
 def matmul_peak(n: int = 2048, reps: int = 10) -> float:
@@ -176,17 +175,9 @@ def main(argv=None) -> dict:
         "dense_fraction_of_peak": flops_big / med["dense"] / peak,
         "masked_fraction_of_peak": flops_big / med["masked"] / peak,
         "flops_counted": "GEMMs of the largest arch + adaptive output layer, x3 for backward",
-        "machine": {
-            "platform": platform.platform(),
-            "device": str(jax.devices()[0]),
-            "jax": jax.__version__,
-        },
+        "machine": machine(),
     }
-    for k, v in res.items():
-        print(f"{k:30s} {v if not isinstance(v, float) else f'{v:.4g}'}")
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"supernet_bench_{a.preset}.json").write_text(json.dumps(res, indent=2))
+    print_and_save(res, Path(a.out) / f"supernet_bench_{a.preset}.json")
     return res
 
 
