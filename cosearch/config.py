@@ -187,4 +187,38 @@ def override(cfg: RunConfig, assignments: list[str]) -> RunConfig:
         sub = getattr(cfg, section)
         cfg = replace(cfg, **{section: replace(sub, **{key: _coerce(type(sub), key, value)})})
     get_space(cfg.model.space)  # fail early on an unknown space
+    check(cfg)
+    return cfg
+
+
+# field -> allowed values, and fields that must be positive (checked by `check`)
+CHOICES = {
+    ("model", "output"): ("adaptive", "full"),
+    ("model", "output_bias"): ("unigram", "zero"),
+    ("train", "schedule"): ("wsd", "cosine"),
+}
+POSITIVE = (
+    ("data", "batch_size"), ("data", "eval_batch_size"), ("train", "steps"), ("train", "lr"),
+    ("train", "log_every"), ("train", "eval_every"), ("train", "ckpt_every"),
+    ("search", "population"), ("search", "generations"),
+)  # fmt: skip
+
+
+def check(cfg: RunConfig) -> RunConfig:
+    """Refuse values no run can use, naming the field and the override that fixes it."""
+    for (section, key), allowed in CHOICES.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            raise ValueError(
+                f"{section}.{key}={value!r}: expected one of {', '.join(allowed)} "
+                f"(--set {section}.{key}={allowed[0]})"
+            )
+    for section, key in POSITIVE:
+        value = getattr(getattr(cfg, section), key)
+        if not value > 0:
+            raise ValueError(f"{section}.{key}={value!r}: must be positive")
+    for section, key in (("model", "dropout"), ("train", "decay_frac")):
+        value = getattr(getattr(cfg, section), key)
+        if not 0 <= value < 1 + (key == "decay_frac"):
+            raise ValueError(f"{section}.{key}={value!r}: must lie in [0, 1]")
     return cfg

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from cosearch.cli import base_parser, main_wrapper, resolve_config, setup_logging
+from cosearch.errors import UsageError
 from cosearch.space import arch_from_arg
 
 
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> dict:
         out = export_params(args.workdir, args.export)
         print(f"exported {args.workdir} -> {out}")
         return {}
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps {args.steps}: expected a positive number of steps")
+    if args.epochs is not None and not args.epochs > 0:
+        raise UsageError(f"--epochs {args.epochs}: expected a positive number of epochs")
     extra = [] if args.steps is None else [f"train.steps={args.steps}"]
     cfg = resolve_config(args, extra)
     if args.epochs is not None:

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cosearch.config import RunConfig
+from cosearch.config import RunConfig, check
 from cosearch.space import Arch, SearchSpace
 
 LN_EPS = 1e-5
@@ -431,10 +431,7 @@ def make_model(config: RunConfig, vocab: int, attention: str = "dense") -> Trans
     """The supernet of a run config (`build_model` with its model section)."""
     m = config.model
     cutoffs = m.cutoffs if m.output == "adaptive" else ()
-    if m.output not in ("adaptive", "full"):
-        raise ValueError(f"model.output={m.output!r}: expected adaptive or full")
-    if m.output_bias not in ("unigram", "zero"):
-        raise ValueError(f"model.output_bias={m.output_bias!r}: expected unigram or zero")
+    check(config)  # a config made in code, not through `override`, is checked here
     return build_model(
         config.space,
         vocab,
