@@ -296,3 +296,23 @@ def test_configs_saved_before_the_new_recipe_load_as_they_were():
     assert old.train.schedule == "cosine" and old.train.b2 == 0.999
     new = RunConfig.from_dict(get_preset("cpu").to_dict())
     assert new == get_preset("cpu") and not new.model.tied
+
+
+def test_training_writes_tensorboard_events(tiny_checkpoint):
+    """TensorBoard event files beside metrics.jsonl carry the loss, lr and validation ppl."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    files = list((tiny_checkpoint / "tb").glob("events.out.tfevents.*"))
+    assert files
+    tags = set()
+    for f in files:
+        data = f.read_bytes()
+        i = 0
+        while i < len(data):  # TFRecord: length, crc, payload, crc
+            (n,) = struct.unpack("<Q", data[i : i + 8])
+            ev = event_pb2.Event.FromString(data[i + 12 : i + 12 + n])
+            tags |= {v.tag for v in ev.summary.value}
+            i += 12 + n + 4
+    assert {"train/loss", "train/lr", "train/loss_largest", "valid_ppl/largest"} <= tags

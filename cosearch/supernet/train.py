@@ -38,6 +38,7 @@ from cosearch.supernet.checkpoint import (
     save_state,
 )
 from cosearch.supernet.evaluate import evaluate_archs
+from cosearch.supernet.metrics import MetricsLog
 from cosearch.supernet.model import (
     TransformerLM,
     arch_masks,
@@ -314,7 +315,13 @@ def run(
         range(start, end), initial=start, total=t.steps, desc="train", unit="step", disable=None
     )
     t0 = time.perf_counter()
-    with open(metrics_path, "a") as mf:
+    parts = (
+        ["arch"]
+        if from_scratch
+        else ["largest", "smallest"] + [f"random{i + 1}" for i in range(t.n_random)]
+    )
+    schedule = lr_schedule(config)
+    with MetricsLog(metrics_path, parts) as mf:
         for step in bar:
             archs = [from_scratch] if from_scratch else sandwich(space, t.seed, step, t.n_random)
             masks = stack_masks([arch_masks(space, a) for a in archs])
@@ -342,10 +349,10 @@ def run(
                     "grad_norm": float(m["grad_norm"]),
                     "tail_overflow": int(m["overflow"]),
                     "tokens_per_s": tokens_per_step * n_steps / dt,
+                    "lr": float(schedule(step)),
                     "time": time.time(),
                 }
-                mf.write(json.dumps(last) + "\n")
-                mf.flush()
+                mf.write(last)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", tok_s=f"{last['tokens_per_s']:.0f}")
                 if bar.disable:  # no terminal: keep a readable trace in the log instead
                     log.info(
@@ -377,8 +384,7 @@ def run(
                     "eval_tokens": t.eval_tokens,
                     "time": time.time(),
                 }
-                mf.write(json.dumps(rec) + "\n")
-                mf.flush()
+                mf.write(rec)
                 tqdm.write(
                     f"step {done}: valid ppl "
                     + ", ".join(f"{k}={v:.1f}" for k, v in rec["eval"].items())
