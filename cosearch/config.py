@@ -222,3 +222,15 @@ def check(cfg: RunConfig) -> RunConfig:
         if not 0 <= value < 1 + (key == "decay_frac"):
             raise ValueError(f"{section}.{key}={value!r}: must lie in [0, 1]")
     return cfg
+
+
+def differences(saved, now, prefix: str = "") -> str:
+    """The fields where two JSON-like dicts differ, as 'a.b: saved X, now Y; ...'."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        parts = [
+            differences(saved.get(k), now.get(k), f"{prefix}{k}.")
+            for k in sorted(set(saved) | set(now))
+            if saved.get(k) != now.get(k)
+        ]
+        return "; ".join(parts)
+    return f"{prefix.rstrip('.')}: saved {json.dumps(saved)}, now {json.dumps(now)}"

@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from cosearch.config import RunConfig
+from cosearch.config import RunConfig, differences
 from cosearch.evo.options import REPORT_ONLY, SearchOptions
 from cosearch.evo.problem import SearchError
 from cosearch.runinfo import (
@@ -51,6 +51,11 @@ def check(workdir: Path, desc: dict, resume: bool) -> None:
     check_output_dir(workdir, "--out")
     path = workdir / CONFIG_FILE
     if not path.exists():
+        if resume:
+            raise SearchError(
+                f"--resume: '{workdir}' holds no search ({CONFIG_FILE} missing); drop "
+                "--resume to start one there"
+            )
         return
     if not resume:
         raise SearchError(
@@ -70,8 +75,8 @@ def check(workdir: Path, desc: dict, resume: bool) -> None:
             b = {k: v for k, v in json.loads(json.dumps(b)).items() if k not in REPORT_ONLY}
         if a != b:
             raise SearchError(
-                f"cannot resume '{workdir}': its {key} differs from this run's "
-                f"(saved {a} vs now {b}); rerun with the same flags or a new --out"
+                f"cannot resume '{workdir}': its {key} differs from this run's in "
+                f"{differences(a, b)}; rerun with the same flags or a new --out"
             )
 
 

@@ -214,6 +214,7 @@ class Evaluator:
         the compute of that depth and width (experiments/bench/eval_bench.py)."""
         n, d = arch.n_layers, arch.d_model
         if (n, d) not in self._buckets:
+            log.info("compiling the evaluation of %d-layer, width-%d subnets (once)", n, d)
             wide = Arch(n, d, (self.space.max_heads,) * n, (max(self.space.d_ffn),) * n)
             model, params = extract(self.space, {"params": self.params}, wide, self.model)
             self._buckets[n, d] = (model, params["params"])

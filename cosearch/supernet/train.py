@@ -23,7 +23,7 @@ import optax
 from flax.training import train_state
 from tqdm.auto import tqdm
 
-from cosearch.config import RunConfig
+from cosearch.config import RunConfig, differences
 from cosearch.data import load_corpus, train_batch
 from cosearch.runinfo import drop_partial_line, git_commit, write_json_atomic
 from cosearch.space import Arch, SearchSpace
@@ -190,18 +190,6 @@ def train_step(
 
 
 # ----- run directory -----------------------------------------------------------------------
-def _differences(saved, now, prefix: str = "") -> str:
-    """The fields where two JSON-like dicts differ, as 'a.b: saved X, now Y; ...'."""
-    if isinstance(saved, dict) and isinstance(now, dict):
-        parts = [
-            _differences(saved.get(k), now.get(k), f"{prefix}{k}.")
-            for k in sorted(set(saved) | set(now))
-            if saved.get(k) != now.get(k)
-        ]
-        return "; ".join(parts)
-    return f"{prefix.rstrip('.')}: saved {json.dumps(saved)}, now {json.dumps(now)}"
-
-
 # ----- the job -----------------------------------------------------------------------------
 def run(
     config: RunConfig,
@@ -259,7 +247,7 @@ def run(
             if saved != now:
                 raise CheckpointError(
                     f"cannot resume '{workdir}': its {key} differs from this run's in "
-                    f"{_differences(saved, now)}; use the same preset and overrides"
+                    f"{differences(saved, now)}; use the same preset and overrides"
                 )
     elif resume:
         raise CheckpointError(
@@ -321,6 +309,13 @@ def run(
         else ["largest", "smallest"] + [f"random{i + 1}" for i in range(t.n_random)]
     )
     schedule = lr_schedule(config)
+    if start < end:
+        log.info(
+            "compiling the %s train step (%d subnet(s) per step); the first step takes a "
+            "minute or more on CPU",
+            "from-scratch" if from_scratch else "BigNAS sandwich",
+            len(parts),
+        )
     with MetricsLog(metrics_path, parts) as mf:
         for step in bar:
             archs = [from_scratch] if from_scratch else sandwich(space, t.seed, step, t.n_random)
