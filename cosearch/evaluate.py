@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from cosearch.cli import base_parser, main_wrapper, setup_logging
+from cosearch.cli import add_verbose, main_wrapper, make_parser, setup_logging
 from cosearch.errors import UsageError
 from cosearch.parsing import split_top_level
 from cosearch.space import arch_from_arg
@@ -24,7 +24,11 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "s
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    p = base_parser(__doc__)
+    p = make_parser(__doc__, "cosearch.evaluate")  # the checkpoint's own config: no --preset/--set
+    p.add_argument(
+        "--data-dir", default=None, help="WikiText-2 directory (default: $COSEARCH_DATA)"
+    )
+    add_verbose(p)
     p.add_argument(
         "--checkpoint",
         default=str(DEFAULT_CHECKPOINT),
