@@ -15,6 +15,7 @@ from cosearch.hw.cost_model import REGIMES
 from cosearch.hw.gemmini import NAME_PATTERN, parse_hw_list
 from cosearch.hw.timeloop import MapperSettings
 from cosearch.parsing import positive_ints
+from cosearch.scenario import get_scenario
 from cosearch.space import PRESETS
 
 
@@ -26,6 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "lut/<preset>/timeloop/<hw>.csv, each with a .meta.json. Resumable: rows already in\n"
         "the output are skipped.\n\n"
         "    python -m cosearch.build_lut --preset paper --hw grid --seq-lens 128,512\n"
+        "    python -m cosearch.build_lut --preset cpu --hw grid --scenario decode\n"
         "    python -m cosearch.build_lut --shapes my_gemms.csv --out costs.csv "
         "--hw gemmini-64k-256k\n"
     )
@@ -58,6 +60,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="",
         metavar="L[,L...]",
         help="sequence lengths, positive integers (default: the preset's)",
+    )
+    p.add_argument(
+        "--scenario",
+        default=None,
+        metavar="NAME[:field=value,...]",
+        help="serving scenario whose passes to cost (cosearch/scenario.py): prefill "
+        "(default: today's tables), decode (one step, batch 1, context = the preset's "
+        "length) or chat (prompt + decode steps), e.g. decode:batch=8,context=512; "
+        "tables go to lut/<preset>/<scenario tag>/",
     )
     p.add_argument(
         "--jobs",
@@ -102,6 +113,7 @@ def _main(argv: list[str] | None = None) -> int:
         regime=a.regime,
         preset=a.preset,
         seq_lens=positive_ints(a.seq_lens, "--seq-lens", "128,512") if a.seq_lens else (),
+        scenario=get_scenario(a.scenario) if a.scenario else None,
         shapes_file=a.shapes,
         out=a.out,
         jobs=a.jobs,

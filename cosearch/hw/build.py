@@ -37,6 +37,7 @@ from cosearch.hw.lut import (
 )
 from cosearch.hw.workload import GEMM_CONTEXT, default_output_layer, space_gemm_shapes
 from cosearch.runinfo import check_output_dir, check_output_file, git_commit
+from cosearch.scenario import Scenario, get_scenario
 from cosearch.space import get_space
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class LutJob:
     regime: str = "optimal"
     preset: str | None = None
     seq_lens: tuple[int, ...] = ()
+    # a serving scenario's passes (cosearch.scenario) instead of prefills at seq_lens
+    scenario: Scenario | None = None
     shapes_file: str | None = None
     out: str | None = None
     lut_dir: str = str(DEFAULT_LUT_DIR)
@@ -78,6 +81,12 @@ class LutJob:
         bad = [L for L in self.seq_lens if not (isinstance(L, int) and L > 0)]
         if bad:
             raise UserError(f"--seq-lens must be positive integers, got {bad}")
+        if self.scenario_tag is not None and (self.seq_lens or self.preset is None):
+            raise UserError(
+                "--scenario costs the passes of a preset's scenario: it takes --preset, "
+                "and neither --seq-lens (set the scenario's lengths, e.g. "
+                "decode:context=512) nor --shapes"
+            )
         if self.out is not None:
             check_output_file(self.out, "--out")
         else:
@@ -89,7 +98,7 @@ class LutJob:
         if self.shapes_file is not None:
             return read_shapes(self.shapes_file)
         space = get_space(self.preset)
-        rows = space_gemm_shapes(space, self.seq_lens or None)
+        rows = space_gemm_shapes(space, self.seq_lens or None, scenario=self.scenario)
         by: dict[tuple[str, int, int, int], list[str]] = {}
         for op, M, K, N in rows:
             by.setdefault((GEMM_CONTEXT[op], M, K, N), []).append(op)
@@ -101,7 +110,16 @@ class LutJob:
     def path(self, hw: GemminiConfig) -> Path:
         if self.out is not None:
             return Path(self.out)
-        return lut_path(self.lut_dir, self.preset, hw.name, self.regime, self.backend)
+        return lut_path(
+            self.lut_dir, self.preset, hw.name, self.regime, self.backend, self.scenario_tag
+        )
+
+    @property
+    def scenario_tag(self) -> str | None:
+        """The LUT subdirectory of a non-default scenario (None: today's prefill tables)."""
+        if self.scenario is None or self.scenario.is_default or self.preset is None:
+            return None
+        return self.scenario.tag(get_space(self.preset).seq_len)
 
     def description(self) -> dict:
         """Deterministic job description (hashed into the metadata)."""
@@ -110,6 +128,7 @@ class LutJob:
             "regime": self.regime,
             "preset": self.preset,
             "seq_lens": list(self.seq_lens),
+            **({"scenario": self.scenario_tag} if self.scenario_tag else {}),
             "hws": [h.name for h in self.hws],
             "shapes": [list(s) for s in self.shapes()],
             "settings": self.settings.to_dict() if self.backend == "timeloop" else None,
@@ -219,6 +238,7 @@ def _meta(job: LutJob, hw: GemminiConfig, rows: list[dict]) -> dict:
         "regime": job.regime,
         "preset": job.preset,
         "seq_lens": list(job.seq_lens),
+        "scenario": _scenario_meta(job),
         "hw": hw.name,
         "hw_config": hw.__dict__,
         "n_rows": len(rows),
@@ -261,6 +281,17 @@ def _meta(job: LutJob, hw: GemminiConfig, rows: list[dict]) -> dict:
                 "tail_dims": list(out.tail_dims),
             }
     return meta
+
+
+def _scenario_meta(job: LutJob) -> dict | None:
+    """The costed scenario, resolved (None for a shapes file)."""
+    if job.preset is None:
+        return None
+    sc = job.scenario if job.scenario is not None else get_scenario("prefill")
+    L = get_space(job.preset).seq_len
+    if job.scenario_tag is None and job.seq_lens:  # today's prefill at several lengths
+        return {**sc.to_dict(), "seq_len": list(job.seq_lens), "unit": "per prefill"}
+    return sc.to_dict(L)
 
 
 def run(job: LutJob) -> list[Path]:

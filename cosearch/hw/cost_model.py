@@ -471,7 +471,8 @@ def _tiler(M, K, N, h, cal, *, model, context, tiles=None) -> dict[str, np.ndarr
     dim = h["cols"]
     ctx = {c: np.asarray([x == c for x in context]) for c in (*CONTEXTS, "harness")}
     if tiles is None:
-        tI, tJ, tK = tiler_tiles(M, K, N, h, softmax=ctx["softmax"], growth=model.growth)
+        sm = ctx["softmax"] | ctx["kv-softmax"]
+        tI, tJ, tK = tiler_tiles(M, K, N, h, softmax=sm, growth=model.growth)
     else:
         tI, tJ, tK = (np.asarray(t, dtype=float) for t in tiles)
     ci, bi, ri, I0 = _axis_classes(M, tI, dim)
@@ -507,6 +508,7 @@ def _tiler(M, K, N, h, cal, *, model, context, tiles=None) -> dict[str, np.ndarr
     if model.memory == "cache":
         harness_warm = ctx["harness"] & (M * K + K * N + M * N <= cache_b)
         a_warm = harness_warm | (~ctx["harness"] & (M * K <= cache_b))
+        # weights and the KV cache (contexts kv, kv-softmax) come from DRAM on first touch
         b_warm = harness_warm | ((ctx["activations"] | ctx["softmax"]) & (K * N <= cache_b))
         a_hit = tI * dim * K + K * tJ * dim <= cache_b  # A panel + B panel between re-reads
         b_hit = K * N + tI * dim * K <= cache_b  # all of B + an A panel
@@ -686,6 +688,25 @@ def nonlinear_cost(
         cycles = np.maximum(cycles, dma)
         energy = energy + el * ((in_b + out_b) * pj + acc_writes * acc_w)
     return cycles, energy
+
+
+def kv_write_cost(
+    nbytes, hw: str | GemminiConfig, *, regime: str = "optimal", tiler: TilerModel | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(cycles, energy pJ) of writing `nbytes` of new K and V rows back to the KV cache in
+    DRAM (`workload.MEMORY_KINDS`). Optimal regime: (0, 0), since its GEMM costs already
+    write every output to DRAM (Timeloop's count), the qkv GEMM's K and V included. The
+    gemmini-tiler regime stores small outputs in the SoC cache only, so the write-back
+    is charged here: at the fitted DRAM bandwidth, not overlapped with compute (an upper
+    bound; tiny next to the weights a pass reads), at `DRAM_PJ_PER_BYTE`."""
+    if regime not in REGIMES:
+        raise ValueError(f"unknown regime '{regime}'; known: {', '.join(REGIMES)}")
+    b = np.asarray(nbytes, dtype=float)
+    if regime == "optimal":
+        return np.zeros_like(b), np.zeros_like(b)
+    model = SHIPPED_TILER if tiler is None else tiler
+    get_hw(hw)  # a bad name fails here, as in the other cost functions
+    return b / model.dram_bytes_per_cycle, b * DRAM_PJ_PER_BYTE
 
 
 def norm_capacity(seq_len, d_model, hw: str | GemminiConfig) -> tuple[np.ndarray, list[str]]:

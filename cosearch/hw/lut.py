@@ -10,6 +10,9 @@ Layout under the LUT directory (default: the repository's lut/):
   <preset>/<hw>.csv                    analytical, regime optimal (+ <hw>.meta.json)
   <preset>/gemmini-tiler/<hw>.csv      analytical, regime gemmini-tiler
   <preset>/timeloop/<hw>.csv           real Timeloop (regime optimal); preferred by 'auto'
+  <preset>/<scenario tag>/...          the same three for a serving scenario other than the
+                                       default batch-1 prefill (`Scenario.tag`, e.g.
+                                       decode-b1-c128, chat-b1-p64-g64)
 """
 
 from __future__ import annotations
@@ -18,24 +21,33 @@ import csv
 import logging
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from cosearch.errors import InputFileError
-from cosearch.hw.cost_model import REGIMES, gemm_cost, nonlinear_cost, norm_capacity
+from cosearch.hw.cost_model import (
+    REGIMES,
+    gemm_cost,
+    kv_write_cost,
+    nonlinear_cost,
+    norm_capacity,
+)
 from cosearch.hw.gemmini import GemminiConfig, get_hw
 from cosearch.hw.workload import (
     CAUSAL,
     GEMM_CONTEXT,
     GEMM_KINDS,
+    MEMORY_KINDS,
     NONLINEAR_KINDS,
     OutputLayer,
-    arch_ops,
     default_output_layer,
+    phase_gemm_shapes,
+    phase_ops,
 )
 from cosearch.runinfo import write_csv_atomic, write_text_atomic  # noqa: F401 (re-exported)
+from cosearch.scenario import Phase, Scenario, get_scenario
 from cosearch.space import Arch, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -56,14 +68,22 @@ LUT_COLUMNS = (
     "mapper_seconds",
 )
 BACKENDS = ("auto", "lut", "analytical")
-KINDS = GEMM_KINDS + NONLINEAR_KINDS
+KINDS = GEMM_KINDS + NONLINEAR_KINDS + MEMORY_KINDS
 
 
 def lut_path(
-    lut_dir: str | Path, preset: str, hw: str, regime: str = "optimal", backend: str = "analytical"
+    lut_dir: str | Path,
+    preset: str,
+    hw: str,
+    regime: str = "optimal",
+    backend: str = "analytical",
+    scenario_tag: str | None = None,
 ) -> Path:
-    """Where the LUT of (preset, hw, regime, backend) lives (see the module docstring)."""
+    """Where the LUT of (preset, hw, regime, backend[, scenario]) lives (see the module
+    docstring); `scenario_tag` None or '' is the default prefill's table."""
     base = Path(lut_dir) / preset
+    if scenario_tag:
+        base = base / scenario_tag
     if backend == "timeloop":
         return base / "timeloop" / f"{hw}.csv"
     return base / f"{hw}.csv" if regime == "optimal" else base / regime / f"{hw}.csv"
@@ -210,7 +230,8 @@ class LutTable:
 
 @dataclass(frozen=True)
 class ArchCost:
-    """Cost of one prefill of an arch on one config. Cycles at the config's clock."""
+    """Cost of one costed unit of a scenario (`Coster.scenario`: by default one prefill)
+    of an arch on one config. Cycles at the config's clock."""
 
     latency_cycles: float
     energy_pJ: float
@@ -260,8 +281,12 @@ class Coster:
     `output`: the output layer the model computes (default: the space's preset's,
     `workload.default_output_layer`); `causal`: how the attention's causal mask is run
     (`workload.CAUSAL`: 'mask', or 'triangular' where the software skips the blocks above
-    the diagonal). An arch whose softmax or LayerNorm rows do not fit the config is
-    costed all the same and marked (`ArchCost.violation`, `ArchCost.infeasible`)."""
+    the diagonal). `scenario` (`cosearch.scenario`, a Scenario or a spec such as
+    'decode' or 'chat:generate=32'): what one cost is for; default a batch-1 prefill of
+    `seq_len` tokens (default: the space's), today's unit. A chat is costed exactly, pass
+    by pass (a prefill, then every decode step at its own context length). An arch whose
+    softmax or LayerNorm rows do not fit the config is costed all the same and marked
+    (`ArchCost.violation`, `ArchCost.infeasible`)."""
 
     def __init__(
         self,
@@ -274,6 +299,7 @@ class Coster:
         strict: bool = False,
         output: OutputLayer | None = None,
         causal: str = "mask",
+        scenario: Scenario | str | None = None,
     ) -> None:
         if regime not in REGIMES:
             raise ValueError(f"unknown regime '{regime}'; known: {', '.join(REGIMES)}")
@@ -281,8 +307,19 @@ class Coster:
             raise ValueError(f"unknown backend '{backend}'; known: {', '.join(BACKENDS)}")
         if causal not in CAUSAL:
             raise ValueError(f"unknown causal mode '{causal}'; known: {', '.join(CAUSAL)}")
+        sc = get_scenario(scenario)
+        if seq_len is not None:
+            if sc.kind != "prefill":
+                raise ValueError(
+                    f"seq_len applies to prefill scenarios; scenario {sc.name} sets its "
+                    "own lengths (context, prompt, generate)"
+                )
+            sc = replace(sc, seq_len=int(seq_len))
         self.space = space
-        self.seq_len = space.seq_len if seq_len is None else int(seq_len)
+        self.scenario = sc.resolve(space.seq_len)
+        self.phases: list[Phase] = self.scenario.phases(space.seq_len)
+        # the prefill length (the longest score row for other scenarios)
+        self.seq_len = self.scenario.max_context(space.seq_len)
         self.regime = regime
         self.lut_dir = DEFAULT_LUT_DIR if lut_dir is None else Path(lut_dir)
         self.backend = backend
@@ -295,29 +332,42 @@ class Coster:
         self._fast: dict[GemminiConfig, dict] = {}
         self._cache: dict[tuple[Arch, GemminiConfig], ArchCost] = {}
 
+    @property
+    def scenario_tag(self) -> str | None:
+        """The LUT subdirectory of the scenario (None: the default prefill's tables)."""
+        return None if self.scenario.is_default else self.scenario.tag(self.space.seq_len)
+
     # --- per-shape costs ----------------------------------------------------------------
     def table_for(self, hw: GemminiConfig) -> LutTable | None:
         """The LUT used for `hw` (None: analytical)."""
         if hw in self._tables:
             return self._tables[hw]
         table = None
+        tag = self.scenario_tag
         # a LUT is keyed by name: only configs the name fully describes may use it
         if self.backend != "analytical" and hw == get_hw(hw.name):
-            cands = [lut_path(self.lut_dir, self.space.name, hw.name, self.regime)]
+            cands = [
+                lut_path(self.lut_dir, self.space.name, hw.name, self.regime, scenario_tag=tag)
+            ]
             if self.regime == "optimal":
                 cands.insert(
-                    0, lut_path(self.lut_dir, self.space.name, hw.name, backend="timeloop")
+                    0,
+                    lut_path(
+                        self.lut_dir, self.space.name, hw.name, backend="timeloop", scenario_tag=tag
+                    ),
                 )
             found = [p for p in cands if p.exists()]
             if found:
                 table = LutTable(found[0], hw.name, self.regime)
                 log.info("costing %s on %s from %s", self.space.name, hw.name, found[0])
             elif self.backend == "lut":
+                flag = "" if tag is None else f" --scenario {self.scenario.name}"
                 raise LutNotFoundError(
-                    f"no LUT for preset '{self.space.name}', {hw.name}, regime {self.regime} "
-                    f"(looked for {', '.join(map(str, cands))}); build it with: python -m "
+                    f"no LUT for preset '{self.space.name}', {hw.name}, regime {self.regime}"
+                    f"{'' if tag is None else f', scenario {tag}'} (looked for "
+                    f"{', '.join(map(str, cands))}); build it with: python -m "
                     f"cosearch.build_lut --preset {self.space.name} --hw {hw.name} "
-                    f"--backend analytical --regime {self.regime}, or use backend='auto'"
+                    f"--backend analytical --regime {self.regime}{flag}, or use backend='auto'"
                 )
         self._tables[hw] = table
         return table
@@ -354,10 +404,11 @@ class Coster:
             if table is not None:
                 missing = [shapes[i] for i in np.where(miss)[0]]
                 if self.strict:
+                    flag = "" if self.scenario_tag is None else f" --scenario {self.scenario.name}"
                     raise LutMissingShapesError(
                         f"{len(missing)} GEMM shape(s) (M,K,N) missing from {table.path}, "
                         f"e.g. {missing[:3]}; rebuild it with python -m cosearch.build_lut "
-                        f"--preset {self.space.name} --hw {hw.name} (or strict=False)"
+                        f"--preset {self.space.name} --hw {hw.name}{flag} (or strict=False)"
                     )
                 self.fallbacks += len(missing)
                 if not self._warned:
@@ -383,73 +434,100 @@ class Coster:
             cyc[miss], en[miss] = c["cycles"], c["energy_pJ"]
         return cyc, en
 
-    def _attention_fraction(self, hw: GemminiConfig) -> float:
+    def _attention_fraction(self, hw: GemminiConfig, L: int) -> float:
         """Share of the L x L attention blocks computed: all of them, or with 'triangular'
         the blocks on and below the diagonal (of the array's DIM x DIM blocks)."""
         if self.causal == "mask":
             return 1.0
-        nb = -(-self.seq_len // hw.pe_rows)
+        nb = -(-L // hw.pe_rows)
         return (nb + 1) / (2 * nb)
 
     def _nonlinear(self, kind: str, elements: float, instance: float, hw) -> np.ndarray:
+        if kind == "kv_write":
+            return np.stack(kv_write_cost(elements, hw, regime=self.regime))
         return np.stack(
             nonlinear_cost(kind, elements, hw, regime=self.regime, instance_elements=instance)
         )
 
     # --- fast path ----------------------------------------------------------------------
     def _tables_for(self, hw: GemminiConfig) -> dict:
-        """Per-choice costs of every op of the space at this seq_len on `hw`."""
+        """Per-choice costs of every op of the space in the scenario on `hw`, summed over
+        the scenario's passes (every cost is linear in an arch's per-layer choices, head
+        count, layer count and FFN width, so the sum over passes is exact)."""
         if hw in self._fast:
             return self._fast[hw]
-        sp, L, hd = self.space, self.seq_len, self.space.head_dim
+        sp, hd = self.space, self.space.head_dim
         D, H, F = sp.d_model, sp.heads, sp.d_ffn
         shapes, ctxs, index = [], [], {}
-
-        def add(key, kind, shape):
-            index[key] = len(shapes)
-            shapes.append(shape)
-            ctxs.append(GEMM_CONTEXT[kind])
-
-        for d in D:
-            for j, s in enumerate(self.output.gemms(L, d)):
-                add(("lm_head", d, j), "lm_head", s)
-            for h in H:
-                add(("qkv", d, h), "qkv", (L, d, hd * h))
-                add(("out_proj", d, h), "out_proj", (L, hd * h, d))
-            for f in F:
-                add(("ffn1", d, f), "ffn1", (L, d, f))
-                add(("ffn2", d, f), "ffn2", (L, f, d))
-        add(("attn_score",), "attn_score", (L, hd, L))
-        add(("attn_context",), "attn_context", (L, L, hd))
+        for ph in self.phases:
+            for kind, M, K, N in sorted(phase_gemm_shapes(sp, ph, self.output)):
+                if (kind, M, K, N) not in index:
+                    index[(kind, M, K, N)] = len(shapes)
+                    shapes.append((M, K, N))
+                    ctxs.append(GEMM_CONTEXT[kind])
         cyc, en = self.gemm_costs(shapes, hw, ctxs)
         ce = np.stack([cyc, en], axis=-1)  # (S, 2)
 
-        def grid(kind, outer, inner):
-            return np.array([[ce[index[(kind, a, b)]] for b in inner] for a in outer])
+        def one(kind, M, K, N):
+            return ce[index[(kind, M, K, N)]]
 
-        n_out = len(self.output.gemms(L, D[0]))
-        frac = self._attention_fraction(hw)
-        mask_el = L * L if self.causal == "mask" else -(-L // hw.pe_rows) * hw.pe_rows**2
-        excess, reasons = norm_capacity(L, np.asarray(D), hw)
-        t = {
-            "qkv": 3 * grid("qkv", D, H),  # (nD, nH, 2)
-            "out_proj": grid("out_proj", D, H),
-            "ffn1": grid("ffn1", D, F),  # (nD, nF, 2)
-            "ffn2": grid("ffn2", D, F),
-            "lm_head": np.array(
-                [sum(ce[index[("lm_head", d, j)]] for j in range(n_out)) for d in D]
-            ),  # (nD, 2)
-            "attn_score": frac * ce[index[("attn_score",)]],  # per head
-            "attn_context": frac * ce[index[("attn_context",)]],
-            "softmax": self._nonlinear("softmax", L * L, L * L, hw),  # per head
-            "mask": self._nonlinear("mask", mask_el, L * L, hw),  # per head
-            # per (width, instance): LayerNorm / residual over L x d, GELU per element
-            "layernorm": np.array([self._nonlinear("layernorm", L * d, L * d, hw) for d in D]),
-            "residual": np.array([self._nonlinear("residual", L * d, L * d, hw) for d in D]),
-            "gelu_el": self._nonlinear("gelu", 1.0, 1.0, hw),
-            "violation": excess,  # (nD,)
-            "reasons": reasons,
-        }
+        t: dict = {}
+
+        def add(key, value):
+            t[key] = value if key not in t else t[key] + value
+
+        for ph in self.phases:
+            R, b = ph.rows, ph.batch
+            add("qkv", 3 * np.array([[one("qkv", R, d, hd * h) for h in H] for d in D]))
+            add("out_proj", np.array([[one("out_proj", R, hd * h, d) for h in H] for d in D]))
+            add("ffn1", np.array([[one("ffn1", R, d, f) for f in F] for d in D]))
+            add("ffn2", np.array([[one("ffn2", R, f, d) for f in F] for d in D]))
+            add(
+                "lm_head",
+                np.array(
+                    [
+                        sum(one("lm_head", *s) for s in self.output.gemms(ph.logit_rows, d))
+                        for d in D
+                    ]
+                ),
+            )
+            if ph.kind == "decode":  # per head: b GEMVs each over the cache
+                c = ph.context
+                add("kv_score", b * one("kv_score", 1, hd, c))
+                add("kv_context", b * one("kv_context", 1, c, hd))
+                add("softmax", self._nonlinear("softmax", b * c, c, hw))
+            else:  # per head: b L x L attentions
+                L = ph.tokens
+                frac = self._attention_fraction(hw, L)
+                mask_el = L * L if self.causal == "mask" else -(-L // hw.pe_rows) * hw.pe_rows**2
+                add("attn_score", b * (frac * one("attn_score", L, hd, L)))
+                add("attn_context", b * (frac * one("attn_context", L, L, hd)))
+                add("softmax", self._nonlinear("softmax", b * L * L, L * L, hw))
+                add("mask", self._nonlinear("mask", b * mask_el, L * L, hw))
+            if ph.writes_cache:  # per head: its K and V rows
+                add("kv_write", self._nonlinear("kv_write", 2 * R * hd * ph.kv_bytes, 0, hw))
+            # per (width, instance): LayerNorm / residual over R x d
+            ln = np.array([self._nonlinear("layernorm", R * d, R * d, hw) for d in D])
+            add("layernorm", ln)
+            add("residual", np.array([self._nonlinear("residual", R * d, R * d, hw) for d in D]))
+            if ph.logit_rows == R:
+                add("layernorm_final", ln)
+            else:
+                add(
+                    "layernorm_final",
+                    np.array(
+                        [
+                            self._nonlinear("layernorm", ph.logit_rows * d, ph.logit_rows * d, hw)
+                            for d in D
+                        ]
+                    ),
+                )
+            t["gelu_rows"] = t.get("gelu_rows", 0) + R
+        t["gelu_el"] = self._nonlinear("gelu", 1.0, 1.0, hw)
+        # the final LayerNorm is the per-layer one's twin when every position has logits
+        t["final_is_layer"] = bool(np.array_equal(t["layernorm_final"], t["layernorm"]))
+        excess, reasons = norm_capacity(self.seq_len, np.asarray(D), hw)
+        t["violation"], t["reasons"] = excess, reasons  # (nD,)
         self._fast[hw] = t
         return t
 
@@ -458,7 +536,7 @@ class Coster:
         cfg = get_hw(hw)
         if not archs:
             return []
-        sp, L = self.space, self.seq_len
+        sp = self.space
         try:
             di = np.array([sp.d_model.index(a.d_model) for a in archs])
             nmax = max(a.n_layers for a in archs)
@@ -479,17 +557,23 @@ class Coster:
         D2 = di[:, None]
         heads = (hv * mask).sum(1)[:, None]
         layers = mask.sum(1)[:, None]
+        if t["final_is_layer"]:
+            layernorm = (2 * layers + 1) * t["layernorm"][di]
+        else:
+            layernorm = 2 * layers * t["layernorm"][di] + t["layernorm_final"][di]
         parts = {
             "qkv": (t["qkv"][D2, hi] * m).sum(1),
             "out_proj": (t["out_proj"][D2, hi] * m).sum(1),
             "ffn1": (t["ffn1"][D2, fi] * m).sum(1),
             "ffn2": (t["ffn2"][D2, fi] * m).sum(1),
-            "attn_score": heads * t["attn_score"],
-            "attn_context": heads * t["attn_context"],
-            "softmax": heads * t["softmax"],
-            "mask": heads * t["mask"],
-            "layernorm": (2 * layers + 1) * t["layernorm"][di],
-            "gelu": ((fv * mask).sum(1) * L)[:, None] * t["gelu_el"],
+            **{
+                k: heads * t[k]
+                for k in ("attn_score", "attn_context", "kv_score", "kv_context", "softmax")
+                if k in t
+            },
+            **{k: heads * t[k] for k in ("mask", "kv_write") if k in t},
+            "layernorm": layernorm,
+            "gelu": ((fv * mask).sum(1) * t["gelu_rows"])[:, None] * t["gelu_el"],
             "residual": 2 * layers * t["residual"][di],
             "lm_head": t["lm_head"][di],
         }
@@ -518,25 +602,26 @@ class Coster:
 
     def _cost_slow(self, arch: Arch, cfg: GemminiConfig) -> ArchCost:
         """Op-list path for archs outside the space's choice lists."""
-        ops = arch_ops(arch, self.space, self.seq_len, output=self.output, causal=self.causal)
-        gemms = [o for o in ops if o.is_gemm]
-        cyc, en = self.gemm_costs([o.shape for o in gemms], cfg, [o.context for o in gemms])
-        frac = self._attention_fraction(cfg)
         bd: dict[str, list[float]] = {}
-        for o, c, e in zip(gemms, cyc, en, strict=True):
-            acc = bd.setdefault(o.kind, [0.0, 0.0])
-            f = frac if o.causal else 1.0
-            acc[0] += o.count * c * f
-            acc[1] += o.count * e * f
-        for o in ops:
-            if not o.is_gemm:
-                el = o.elements
-                if o.kind == "mask" and o.causal:  # the diagonal blocks only
-                    el = -(-self.seq_len // cfg.pe_rows) * cfg.pe_rows**2
-                c, e = self._nonlinear(o.kind, el * o.count, o.elements, cfg)
+        for ph in self.phases:
+            ops = phase_ops(arch, self.space, ph, output=self.output, causal=self.causal)
+            gemms = [o for o in ops if o.is_gemm]
+            cyc, en = self.gemm_costs([o.shape for o in gemms], cfg, [o.context for o in gemms])
+            frac = self._attention_fraction(cfg, ph.tokens)
+            for o, c, e in zip(gemms, cyc, en, strict=True):
                 acc = bd.setdefault(o.kind, [0.0, 0.0])
-                acc[0] += float(c)
-                acc[1] += float(e)
+                f = frac if o.causal else 1.0
+                acc[0] += o.count * c * f
+                acc[1] += o.count * e * f
+            for o in ops:
+                if not o.is_gemm:
+                    el = o.elements
+                    if o.kind == "mask" and o.causal:  # the diagonal blocks only
+                        el = -(-ph.tokens // cfg.pe_rows) * cfg.pe_rows**2
+                    c, e = self._nonlinear(o.kind, el * o.count, o.elements, cfg)
+                    acc = bd.setdefault(o.kind, [0.0, 0.0])
+                    acc[0] += float(c)
+                    acc[1] += float(e)
         tc = sum(v[0] for v in bd.values())
         te = sum(v[1] for v in bd.values())
         lm = bd.get("lm_head", [0.0, 0.0])
