@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +26,7 @@ the Pareto front of perplexity (from a trained supernet) against energy-delay pr
     python -m cosearch.search --hw gemmini-64k-256k
     python -m cosearch.search --checkpoint runs/supernet-cpu --hw gemmini-64k-256k,gemmini-256k-64k
     python -m cosearch.search --checkpoint runs/supernet-cpu --hw search --max-latency-ms 5
+    python -m cosearch.search --scenario chat --hw search --regime gemmini-tiler
 """
 
 # the trained cpu supernet shipped with the repository (params only)
@@ -118,6 +120,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["optimal", "gemmini-tiler"],
         help="LUT mapping regime",
     )
+    p.add_argument(
+        "--scenario",
+        default="prefill",
+        metavar="NAME[:field=value,...]",
+        help="what latency, energy and EDP are for (cosearch/scenario.py): prefill (one "
+        "prefill of the preset's length; default), decode (one generation step, batch 1, "
+        "context = the preset's length: per token) or chat (a prompt of half the length, "
+        "then as many decode steps: per request); fields override, e.g. "
+        "decode:batch=8,context=512; LUTs from lut/<preset>/<scenario tag>/ "
+        "(python -m cosearch.build_lut --scenario ...)",
+    )
     p.add_argument("--lut-dir", help="directory of the cost tables (default: lut/)")
     p.add_argument(
         "--backend",
@@ -144,7 +157,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out",
         "--workdir",
         dest="out",
-        help="run directory (default: runs/search/<preset>-<hw>-seed<seed>)",
+        help="run directory (default: runs/search/<preset>-<hw>[-<scenario>]-seed<seed>)",
     )
     p.add_argument(
         "--resume",
@@ -203,6 +216,7 @@ def _main(argv: list[str] | None = None) -> dict:
         max_latency_ms=args.max_latency_ms,
         crossover=args.crossover,
         regime=args.regime,
+        scenario=args.scenario,
         lut_dir=args.lut_dir,
         backend=args.backend,
         strict=args.strict,
@@ -215,7 +229,8 @@ def _main(argv: list[str] | None = None) -> dict:
         final_tokens=args.final_tokens,
     )
     hw_tag = args.hw.replace(",", "+")
-    out = args.out or f"runs/search/{config.name}-{hw_tag}-seed{config.search.seed}"
+    sc_tag = "" if args.scenario == "prefill" else "-" + re.sub(r"[^\w.]+", "-", args.scenario)
+    out = args.out or f"runs/search/{config.name}-{hw_tag}{sc_tag}-seed{config.search.seed}"
     summary = run(
         config,
         out,

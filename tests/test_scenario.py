@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,7 @@ from cosearch.space import PRESETS, Arch
 SP = PRESETS["cpu"]
 HD = SP.head_dim
 HW = "gemmini-64k-256k"
+DATA = Path(__file__).parent / "data" / "tiny_corpus"
 
 
 def _archs(n: int = 6) -> list[Arch]:
@@ -209,3 +211,47 @@ def test_scenario_lut_build_and_lookup(tmp_path):
         assert x.energy_pJ == pytest.approx(y.energy_pJ, rel=1e-9)
     assert lut.fallbacks == 0
     assert lut.table_for(get_hw(HW)).path == path
+
+
+@pytest.mark.slow  # trains the tiny supernet and runs a search (minutes on 2 busy cores)
+def test_search_per_scenario(tiny_checkpoint, tmp_path, capsys):
+    from cosearch.build_lut import main as build_lut
+    from cosearch.search import main as search
+
+    lut = tmp_path / "lut"
+    hw = ["--hw", "gemmini-64k-256k"]
+    assert build_lut(["--preset", "tiny", *hw, "--lut-dir", str(lut), "--scenario", "chat"]) == 0
+    assert (lut / "tiny" / "chat-b1-p8-g8" / "gemmini-64k-256k.csv").is_file()
+    base = [
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--data-dir",
+        str(DATA),
+        "--quiet",
+        "--population",
+        "8",
+        "--generations",
+        "1",
+        "--no-final-eval",
+        *hw,
+        "--backend",
+        "lut",
+        "--strict",
+        "--lut-dir",
+        str(lut),
+    ]
+    out = tmp_path / "chat"
+    assert search([*base, "--scenario", "chat", "--out", str(out)]) == 0, capsys.readouterr().err
+    pareto = json.loads((out / "pareto.json").read_text())
+    assert pareto["scenario"]["tag"] == "chat-b1-p8-g8"
+    assert pareto["objective_unit"].startswith("latency, energy and EDP per chat request")
+    assert "chat-b1-p8-g8" in (out / "summary.md").read_text()
+    # a decode step costs less than a whole request, on the same archs
+    ref = Coster(PRESETS["tiny"], scenario="decode", backend="analytical")
+    for f in pareto["front"]:
+        assert f["edp"] > ref.cost(Arch.from_dict(f["arch"]), "gemmini-64k-256k").edp
+    assert search([*base, "--scenario", "serve", "--out", str(tmp_path / "x")]) == 2
+    assert "--scenario: unknown scenario 'serve'" in capsys.readouterr().err
+    # no LUT of the scenario: the error says how to build it
+    assert search([*base, "--scenario", "decode", "--out", str(tmp_path / "y")]) == 2
+    assert "--scenario decode" in capsys.readouterr().err

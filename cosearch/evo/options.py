@@ -28,6 +28,8 @@ class SearchOptions:
     max_latency_ms: float | None = None
     crossover: str = "uniform"
     regime: str = "optimal"  # LUT mapping regime: optimal | gemmini-tiler
+    # what one cost is for (cosearch.scenario): prefill, decode, chat, or NAME:field=value,...
+    scenario: str = "prefill"
     lut_dir: str | None = None
     backend: str = "auto"
     strict: bool = False
@@ -78,6 +80,12 @@ def check(config: RunConfig, opts: SearchOptions) -> None:
         raise SearchError(f"--baseline-ppl must be a perplexity (>= 1), got {opts.baseline_ppl}")
     from cosearch.hw.cost_model import REGIMES
     from cosearch.hw.lut import BACKENDS
+    from cosearch.scenario import get_scenario
+
+    try:
+        get_scenario(opts.scenario)
+    except (KeyError, ValueError) as e:  # unknown preset or bad override: say which flag
+        raise SearchError(f"--scenario: {e}") from None
 
     for flag, value, known in (
         ("--regime", opts.regime, REGIMES),

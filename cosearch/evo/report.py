@@ -21,6 +21,7 @@ from cosearch.evo import budgets, pareto
 from cosearch.evo.options import SearchOptions
 from cosearch.evo.problem import Evaluation, InfeasibleError, Problem
 from cosearch.runinfo import git_commit, write_json_atomic, write_text_atomic
+from cosearch.scenario import get_scenario
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ def finish(
     """Re-evaluate the front (and each fixed config's own) on the valid and test splits,
     cost the baselines, write the result files; returns the run's summary."""
     space = config.space
+    scenario = get_scenario(options.scenario)
+    unit = scenario.unit(space.seq_len)
     evaluated: list[Evaluation] = [e for p in problems.values() for e in p.evaluations()]
     objectives = options.objectives
     front = pareto.pareto_front(evaluated, objectives)
@@ -155,6 +158,8 @@ def finish(
             "objectives": list(objectives),
             "ppl_source": ppl_source,
             "regime": options.regime,
+            "scenario": scenario.to_dict(space.seq_len),
+            "objective_unit": f"latency, energy and EDP {unit}",
             "hw": options.hw,
             "preset": config.name,
             "seed": config.search.seed,
@@ -178,6 +183,7 @@ def finish(
             front,
             baselines,
             title=f"{config.name}: perplexity vs {metric} ({options.hw}, {options.regime})"
+            + ("" if scenario.is_default else f"\n{metric} {unit}")
             + ("" if ppl_source == "supernet" else f"\nperplexity: {ppl_source}, not measured"),
             ppl_source=ppl_source,
         )
@@ -186,6 +192,7 @@ def finish(
         "preset": config.name,
         "hardware": options.hw,
         "objectives": ", ".join(objectives),
+        "scenario": f"{scenario.tag(space.seq_len)}: latency, energy and EDP {unit}",
         "checkpoint": checkpoint,
         "seed": config.search.seed,
         "population x generations": f"{config.search.population} x {config.search.generations}",

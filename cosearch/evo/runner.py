@@ -48,6 +48,7 @@ def make_coster(config: RunConfig, opts: SearchOptions) -> Any:
         backend=opts.backend,
         strict=opts.strict,
         output=model_output_layer(config.space, config.model),
+        scenario=opts.scenario,
     )
 
 
