@@ -12,6 +12,7 @@ import sys
 from cosearch.cli import add_verbose, main_wrapper, make_parser
 from cosearch.hw.build import LutJob, run
 from cosearch.hw.cost_model import REGIMES
+from cosearch.hw.executor import EXECUTORS
 from cosearch.hw.gemmini import NAME_PATTERN, parse_hw_list
 from cosearch.hw.timeloop import MapperSettings
 from cosearch.parsing import positive_ints
@@ -30,6 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "    python -m cosearch.build_lut --preset cpu --hw grid --scenario decode\n"
         "    python -m cosearch.build_lut --shapes my_gemms.csv --out costs.csv "
         "--hw gemmini-64k-256k\n"
+        "    python -m cosearch.build_lut --preset paper --hw grid --backend timeloop "
+        "--executor ray --ray-address HEAD:6379\n"
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
@@ -74,7 +77,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--jobs",
         type=int,
         default=1,
-        help="parallel Timeloop runs (the analytical backend is vectorised)",
+        help="parallel work units: threads of the local executor, or the CPUs of the local "
+        "Ray started for the job (with --ray-address, the cluster's CPUs decide)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="where the work units run: a thread pool here, or one Ray task per mapper "
+        'run (needs pip install -e ".[ray]")',
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="join this Ray cluster (default: a local Ray started for the job)",
     )
     p.add_argument("--lut-dir", default=None, help="LUT root (default: the repository's lut/)")
     p.add_argument("--workdir", default=None, help="Timeloop scratch dir (default: temp)")
@@ -118,6 +135,8 @@ def _main(argv: list[str] | None = None) -> int:
         out=a.out,
         jobs=a.jobs,
         workdir=a.workdir,
+        executor=a.executor,
+        ray_address=a.ray_address,
         settings=MapperSettings(
             victory_condition=a.victory,
             harder_victory=a.harder_victory,

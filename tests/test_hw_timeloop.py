@@ -111,26 +111,10 @@ def _fake_tools(tmp_path, monkeypatch):
     """Stand-ins for accelergy / timeloop-mapper that replay the real example output, so
     the spec -> run -> parse -> re-run pipeline runs end to end without the binaries."""
     import os
-    import stat
-    import sys
 
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    acc = bindir / "accelergy"
-    acc.write_text(
-        f"#!{sys.executable}\nimport shutil, sys\n"
-        "out = sys.argv[sys.argv.index('-o') + 1]\n"
-        f"for f in ('ERT.yaml', 'ART.yaml'):\n"
-        f"    shutil.copy({str(DATA)!r} + '/' + f, out)\n"
-    )
-    mapper = bindir / "timeloop-mapper"
-    mapper.write_text(
-        f"#!{sys.executable}\nimport shutil, sys\n"
-        "if '--version' in sys.argv: print('fake-timeloop 0'); sys.exit(0)\n"
-        f"shutil.copy({str(DATA)!r} + '/timeloop-mapper.stats.txt', '.')\n"
-    )
-    for p in (acc, mapper):
-        p.chmod(p.stat().st_mode | stat.S_IEXEC)
+    from fake_timeloop import write_fake_tools
+
+    bindir = write_fake_tools(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
 
 

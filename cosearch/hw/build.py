@@ -4,7 +4,8 @@ Owns the job description (`LutJob`: which shapes, which configs, which backend/r
 deterministic), running it in parallel and resumably (rows already in the output file are
 skipped; the file is rewritten atomically as rows finish), and the metadata JSON next to
 every table (backend, regime, tool versions, spec hash, mapper settings, calibration,
-date, git commit, per-row mapper time). It must not define costs itself.
+date, git commit, per-row mapper time). It must not define costs itself, nor know where
+its work units run (`cosearch.hw.executor`: a local thread pool or Ray tasks).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import hashlib
 import json
 import logging
 import tempfile
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from tqdm import tqdm
 from cosearch.errors import InputFileError, UserError
 from cosearch.hw import timeloop
 from cosearch.hw.cost_model import REGIMES, SHIPPED_TILER, default_calibration, gemm_cost
+from cosearch.hw.executor import EXECUTORS, make_executor
 from cosearch.hw.gemmini import GemminiConfig
 from cosearch.hw.lut import (
     DEFAULT_LUT_DIR,
@@ -41,6 +42,9 @@ from cosearch.scenario import Scenario, get_scenario
 from cosearch.space import get_space
 
 log = logging.getLogger(__name__)
+
+# Analytical rows per work unit: vectorised within a unit, units spread over the executor.
+ANALYTICAL_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class LutJob:
     lut_dir: str = str(DEFAULT_LUT_DIR)
     jobs: int = 1
     workdir: str | None = None  # Timeloop scratch (default: a temp dir)
+    executor: str = "local"  # 'local' (threads) | 'ray' (one Ray task per work unit)
+    ray_address: str | None = None  # join this Ray cluster (default: a local Ray, `jobs` CPUs)
     settings: timeloop.MapperSettings = field(default_factory=timeloop.MapperSettings)
 
     def __post_init__(self) -> None:
@@ -78,6 +84,12 @@ class LutJob:
             raise ValueError("--shapes needs --out FILE.csv")
         if self.jobs < 1:
             raise UserError(f"--jobs must be at least 1, got {self.jobs}")
+        if self.executor not in EXECUTORS:
+            raise UserError(
+                f"--executor must be one of {', '.join(EXECUTORS)}, got '{self.executor}'"
+            )
+        if self.ray_address is not None and self.executor != "ray":
+            raise UserError("--ray-address needs --executor ray")
         bad = [L for L in self.seq_lens if not (isinstance(L, int) and L > 0)]
         if bad:
             raise UserError(f"--seq-lens must be positive integers, got {bad}")
@@ -231,7 +243,22 @@ def _timeloop_row(job: LutJob, hw: GemminiConfig, t: tuple, workroot: Path) -> d
     }
 
 
-def _meta(job: LutJob, hw: GemminiConfig, rows: list[dict]) -> dict:
+def _cost_unit(job: LutJob, hw: GemminiConfig, todo: list, workroot: Path) -> list[dict]:
+    """One work unit's rows (run by the executor: a thread here, or a Ray task)."""
+    if job.backend == "analytical":
+        return _analytical_rows(job, hw, todo)
+    return [_timeloop_row(job, hw, t, workroot) for t in todo]
+
+
+def _check_tools() -> dict[str, str]:
+    """The Timeloop tools' versions where the work units run; fails if they are missing."""
+    timeloop.require_tools()
+    return timeloop.tool_versions()
+
+
+def _meta(
+    job: LutJob, hw: GemminiConfig, rows: list[dict], tool_versions: dict | None = None
+) -> dict:
     desc = job.description()
     meta = {
         "backend": job.backend,
@@ -244,13 +271,14 @@ def _meta(job: LutJob, hw: GemminiConfig, rows: list[dict]) -> dict:
         "n_rows": len(rows),
         "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
+        "executor": job.executor,
         "job_hash": hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16],
     }
     if job.backend == "timeloop":
         secs = [float(r["mapper_seconds"]) for r in rows if r.get("mapper_seconds") != ""]
         meta.update(
             {
-                "tool_versions": timeloop.tool_versions(),
+                "tool_versions": tool_versions or timeloop.tool_versions(),
                 "spec_hash": timeloop.spec_hash(hw, job.settings),
                 "mapper_settings": job.settings.to_dict(),
                 "mapper_seconds_total": float(np.sum(secs)) if secs else 0.0,
@@ -283,6 +311,14 @@ def _meta(job: LutJob, hw: GemminiConfig, rows: list[dict]) -> dict:
     return meta
 
 
+class LutJobIncomplete(RuntimeError):
+    """Some work units failed; the table holds every other row (rerun to retry them)."""
+
+
+def _sort_key(r: dict) -> tuple:
+    return (r["hw"], r["M"], r["K"], r["N"], row_context(r.get("op")))
+
+
 def _scenario_meta(job: LutJob) -> dict | None:
     """The costed scenario, resolved (None for a shapes file)."""
     if job.preset is None:
@@ -295,21 +331,21 @@ def _scenario_meta(job: LutJob) -> dict | None:
 
 
 def run(job: LutJob) -> list[Path]:
-    """Run the job; returns the files written. Resumable and atomic (see module doc)."""
-    if job.backend == "timeloop":
-        timeloop.require_tools()
+    """Run the job; returns the files written. Resumable and atomic (see module doc): rows
+    are written as their work units finish, on either executor. Units that fail (a mapper
+    error, a Ray worker that died on every retry) are reported after the others finished;
+    rerunning the job retries just them."""
     shapes = job.shapes()
-    written: list[Path] = []
-    out_rows: dict[Path, list[dict]] = {}
-    workroot = Path(job.workdir) if job.workdir else Path(tempfile.mkdtemp(prefix="cosearch-tl-"))
+    tables: dict[Path, list[dict]] = {}
+    units: list[tuple[GemminiConfig, Path, list]] = []
+    chunk = ANALYTICAL_CHUNK if job.backend == "analytical" else 1
     for hw in job.hws:
         path = job.path(hw)
-        if path not in out_rows:
-            out_rows[path] = read_lut(path) if path.exists() else []
-        rows = out_rows[path]
+        if path not in tables:
+            tables[path] = read_lut(path) if path.exists() else []
         done = {
             (r["hw"], r.get("regime", "optimal"), row_context(r.get("op")), r["M"], r["K"], r["N"])
-            for r in rows
+            for r in tables[path]
         }
         todo = [t for t in shapes if (hw.name, job.regime, row_context(t[0]), *t[1:]) not in done]
         log.info(
@@ -320,38 +356,61 @@ def run(job: LutJob) -> list[Path]:
             len(shapes) - len(todo),
             path,
         )
-        if job.backend == "analytical":
-            with tqdm(total=len(todo), desc=f"{hw.name} analytical", disable=not todo) as bar:
-                rows += _analytical_rows(job, hw, todo)
+        units += [(hw, path, todo[i : i + chunk]) for i in range(0, len(todo), chunk)]
+    failed: list[tuple[GemminiConfig, list, BaseException]] = []
+    versions = None
+    n_todo = sum(len(u[2]) for u in units)
+    workroot = Path(job.workdir) if job.workdir else Path(tempfile.mkdtemp(prefix="cosearch-tl-"))
+    ex = make_executor(job.executor, job.jobs, job.ray_address) if units else None
+    try:
+        if job.backend == "timeloop":  # where the mapper runs: this machine, or a Ray worker
+            versions = (ex.call if ex else lambda f: f())(_check_tools)
+        with tqdm(total=n_todo, desc=f"{job.backend} rows ({job.executor})", unit="row") as bar:
+            args = [(job, hw, todo, workroot) for hw, _, todo in units]
+            for i, rows, err in ex.map_unordered(_cost_unit, args) if ex else ():
+                hw, path, todo = units[i]
                 bar.update(len(todo))
-            write_lut(path, rows)
-        else:
-            with (
-                ThreadPoolExecutor(max_workers=max(1, job.jobs)) as ex,
-                tqdm(total=len(todo), desc=f"{hw.name} timeloop") as bar,
-            ):
-                futs = [ex.submit(_timeloop_row, job, hw, t, workroot) for t in todo]
-                for fut in as_completed(futs):
-                    rows.append(fut.result())
-                    rows.sort(
-                        key=lambda r: (r["hw"], r["M"], r["K"], r["N"], row_context(r.get("op")))
-                    )
-                    write_lut(path, rows)  # atomic: a killed job resumes from here
-                    bar.update(1)
-        rows.sort(key=lambda r: (r["hw"], r["M"], r["K"], r["N"], row_context(r.get("op"))))
-        write_lut(path, rows)
-        hw_rows = [r for r in rows if r["hw"] == hw.name]
+                if err is not None:
+                    failed.append((hw, todo, err))
+                    log.warning("%s %s: %s", hw.name, todo[0][1:], _one_line(err))
+                    continue
+                tables[path] += rows
+                tables[path].sort(key=_sort_key)
+                write_lut(path, tables[path])  # atomic: a killed job resumes from here
+    finally:
+        if ex is not None:
+            ex.close()
+    written: list[Path] = []
+    for hw in job.hws:
+        path = job.path(hw)
+        tables[path].sort(key=_sort_key)
+        write_lut(path, tables[path])
         if job.out is None:
+            hw_rows = [r for r in tables[path] if r["hw"] == hw.name]
             write_text_atomic(
                 meta_path(path),
-                json.dumps(_meta(job, hw, hw_rows), indent=2, sort_keys=True) + "\n",
+                json.dumps(_meta(job, hw, hw_rows, versions), indent=2, sort_keys=True) + "\n",
             )
         if path not in written:
             written.append(path)
     if job.out is not None:
+        rows = tables[Path(job.out)]
         metas = {
-            hw.name: _meta(job, hw, [r for r in out_rows[Path(job.out)] if r["hw"] == hw.name])
+            hw.name: _meta(job, hw, [r for r in rows if r["hw"] == hw.name], versions)
             for hw in job.hws
         }
         write_text_atomic(meta_path(job.out), json.dumps(metas, indent=2, sort_keys=True) + "\n")
+    if failed:
+        hw, todo, err = failed[0]
+        n = sum(len(f[1]) for f in failed)
+        raise LutJobIncomplete(
+            f"{n} of {n_todo} rows failed (first: {hw.name} M,K,N={','.join(map(str, todo[0][1:]))}"
+            f": {_one_line(err)}); the other rows are saved in {', '.join(map(str, written))}; "
+            "rerun the same command to retry the failed rows"
+        )
     return written
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200] if text else ''}"
