@@ -35,6 +35,7 @@ def ray_cluster(tmp_path_factory):
     bindir = write_fake_tools(tmp / "bin", kill_marker=marker)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+        mp.setenv("RAY_worker_niceness", "0")  # as nice as pytest (Ray's default adds 15)
         ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
         try:
             yield marker

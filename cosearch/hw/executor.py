@@ -76,7 +76,13 @@ class RayExecutor:
         if not self.owned:
             return
         if address is None:
-            ray.init(num_cpus=max(1, workers), include_dashboard=False, logging_level="WARNING")
+            try:
+                ray.init(num_cpus=max(1, workers), include_dashboard=False, logging_level="WARNING")
+            except Exception as e:  # Ray raises a bare Exception when its node does not start
+                raise UserError(
+                    f"could not start a local Ray for the job ({str(e).splitlines()[0]}); on a "
+                    "busy machine retry, or use --executor local"
+                ) from None
             return
         try:
             ray.init(address=address, logging_level="WARNING")
