@@ -92,3 +92,30 @@ def test_pick_near_the_edge_is_flagged():
         n_boot=200,
     )
     assert rows[0]["near_edge"] is True and 0 < rows[0]["pick_rate"] < 1
+
+
+def _row(reduction, ci=None, arch=None):
+    return {
+        "budget_ppl": 1.0,
+        "reduction": reduction,
+        "reduction_ci": ci,
+        "arch": arch,
+        "edp": None if reduction is None else 1.0 / reduction,
+        "delta_ppl_full": None if reduction is None else 0.5,
+        "delta_ppl_se": None if reduction is None else 0.2,
+        "near_edge": None if reduction is None else False,
+    }
+
+
+def test_seeds_combine_to_the_median_pick_and_the_union_of_intervals():
+    from cosearch.evo.budgets import combine_seeds
+
+    e = combine_seeds([_row(2.0, [1.5, 2.5], "a"), _row(None), _row(3.0, [2.0, 3.5], "b")])
+    # of the two picking seeds (2.0, 3.0) the lower middle one: a pick that was made
+    assert e["reduction"] == pytest.approx(2.0)
+    assert e["arch"] == "a"
+    assert e["reduction_ci"] == [1.5, 3.5]
+    assert (e["n_seeds"], e["n_seeds_with_pick"]) == (3, 2)
+    assert e["per_seed_reduction"] == [2.0, None, 3.0]
+    none = combine_seeds([_row(None), _row(None)])
+    assert none["reduction"] is None and none["reduction_ci"] is None

@@ -191,3 +191,20 @@ def test_predictor_perplexities_are_labelled_in_every_file(tmp_path):
     assert "NOT measured" in (d / "summary.md").read_text().splitlines()[0]
     rows = list(csv.DictReader(open(d / "pareto.csv")))
     assert {r["ppl_source"] for r in rows} == {"predictor"}
+
+
+def test_resume_of_a_search_saved_before_an_option_existed(tmp_path):
+    """Options added after a run started take their defaults on resume; a real change of
+    an option still refuses the resume."""
+    from dataclasses import asdict
+
+    from cosearch.evo import rundir
+
+    opts = json.loads(json.dumps(asdict(SearchOptions())))
+    desc = {"config": get_preset("tiny").to_dict(), "options": opts, "checkpoint": "ck"}
+    old = {**desc, "options": {k: v for k, v in opts.items() if k != "scenario"}}
+    (tmp_path / rundir.CONFIG_FILE).write_text(json.dumps(old))
+    rundir.check(tmp_path, json.loads(json.dumps(desc)), resume=True)  # no error
+    changed = json.loads(json.dumps(asdict(replace(SearchOptions(), regime="gemmini-tiler"))))
+    with pytest.raises(SearchError, match="regime"):
+        rundir.check(tmp_path, {**desc, "options": changed}, resume=True)

@@ -37,6 +37,7 @@ class Candidate:
 
     arch: Arch
     edp: float
+    hw: str | None = None
 
 
 def _allowance(delta: float, relative: bool, baseline_ppl: np.ndarray | float):
@@ -100,6 +101,7 @@ def budget_picks(
             "candidates": len(kept),
             "re_evaluated": len(checked),
             "arch": None,
+            "pick_hw": None,
             "edp": None,
             "delta_ppl_full": None,
             "delta_ppl_se": None,
@@ -113,6 +115,7 @@ def budget_picks(
             ok = red_boot[~np.isnan(red_boot)]
             row.update(
                 arch=c.arch.short(),
+                pick_hw=c.hw,
                 edp=c.edp,
                 delta_ppl_full=d,
                 delta_ppl_se=se,
@@ -133,12 +136,14 @@ def paired_budgets(
     search_tokens: int | None,
     final_tokens: int | None,
     budgets: Sequence[tuple[str, float, bool]] = BUDGETS,
+    any_hw: bool = False,
 ) -> list[dict]:
     """`budget_picks` for each baseline (objects with name, hw, edp) over the evaluated
-    pairs on its hardware: the supernet's largest arch scored by `evaluator`, the
-    from-scratch model by `baseline_evaluator`, both on the same windows as the
-    candidates. Baselines with nothing to score windows (a bare --baseline-ppl) are
-    skipped."""
+    pairs on its hardware (with `any_hw`, as in a joint hardware search: over the pairs on
+    every config, so a pick may move to other hardware): the supernet's largest arch
+    scored by `evaluator`, the from-scratch model by `baseline_evaluator`, both on the
+    same windows as the candidates. Baselines with nothing to score windows (a bare
+    --baseline-ppl) are skipped."""
     rows = []
     for b in sorted(baselines, key=lambda b: (b.name != "from scratch", b.hw, b.name)):
         ev_b = baseline_evaluator if b.name == "from scratch" else evaluator
@@ -146,9 +151,9 @@ def paired_budgets(
             continue
         b_arch = getattr(ev_b, "from_scratch", None) or largest
         cands = [
-            Candidate(e.arch, e.edp)
+            Candidate(e.arch, e.edp, e.hw)
             for e in evaluated
-            if e.hw == b.hw and e.feasible and np.isfinite(e.edp)
+            if (any_hw or e.hw == b.hw) and e.feasible and np.isfinite(e.edp)
         ]
         picks = budget_picks(
             cands,
@@ -169,7 +174,46 @@ def paired_budgets(
                     "baseline_edp": b.edp,
                     "final_tokens": final_tokens or "all",
                     "method": "paired, re-evaluated on the final split",
+                    "candidates_from": "every config" if any_hw else "the baseline's config",
                     **r,
                 }
             )
     return rows
+
+
+def combine_seeds(rows: Sequence[dict | None]) -> dict:
+    """One budget's paired rows (from `budget_picks`, one per search seed; None where a
+    seed has no row) as one entry: the pick of the median seed among those that made a
+    pick (the lower middle one for an even count: a pick that was made, not an average),
+    with its arch, reduction and Δppl; the interval spans every picking seed's bootstrap
+    interval, so it covers both token resampling and search-seed spread. `reduction` is
+    None when no seed picks anything."""
+    rows = [r for r in rows if r is not None]
+    picked = sorted((r for r in rows if r["reduction"] is not None), key=lambda r: r["reduction"])
+    entry = {
+        "reduction": None,
+        "reduction_ci": None,
+        "arch": None,
+        "pick_hw": None,
+        "edp": None,
+        "delta_ppl_full": None,
+        "delta_ppl_se": None,
+        "near_edge": None,
+        "budget_ppl": rows[0]["budget_ppl"] if rows else None,
+        "n_seeds": len(rows),
+        "n_seeds_with_pick": len(picked),
+        "per_seed_reduction": [r["reduction"] for r in rows],
+        "per_seed_arch": [r["arch"] for r in rows],
+    }
+    if picked:
+        mid = picked[(len(picked) - 1) // 2]
+        cis = [r["reduction_ci"] for r in picked if r["reduction_ci"] is not None]
+        entry.update(
+            reduction=mid["reduction"],
+            reduction_ci=[min(c[0] for c in cis), max(c[1] for c in cis)] if cis else None,
+            **{
+                k: mid.get(k)
+                for k in ("arch", "pick_hw", "edp", "delta_ppl_full", "delta_ppl_se", "near_edge")
+            },
+        )
+    return entry

@@ -128,6 +128,7 @@ def finish(
             largest,
             config.search.eval_tokens or None,
             final_tokens,
+            any_hw="hw-search" in problems,
         )
     paired = {(r["baseline"], r["hw"]) for r in reductions}
     reductions += [  # baselines without windows to pair (e.g. a bare --baseline-ppl)

@@ -71,6 +71,9 @@ def check(workdir: Path, desc: dict, resume: bool) -> None:
             a.get("search", {}).pop("generations", None)
             b.get("search", {}).pop("generations", None)
         elif key == "options":  # report-only options may change on resume
+            # options added since the run started take their defaults (the old behaviour)
+            defaults = json.loads(json.dumps(asdict(SearchOptions())))
+            a = {**{k: v for k, v in defaults.items() if k not in a}, **a}
             a = {k: v for k, v in a.items() if k not in REPORT_ONLY}
             b = {k: v for k, v in json.loads(json.dumps(b)).items() if k not in REPORT_ONLY}
         if a != b:

@@ -4,16 +4,16 @@
 
 Reads every `seed*/pareto.json` under the results directory (written by
 `python -m cosearch.search`), and writes `table.md`, `summary.json`, `fronts.png` and
-`reduction_vs_budget.png` there: EDP reductions at the thesis's perplexity budgets per
-hardware config and baseline, with mean and spread over the seeds; supernet vs from-scratch
-perplexity; layer heterogeneity of the fronts.
+`reduction_vs_budget.png` there: per hardware config, baseline and perplexity budget, the
+EDP reduction decided on re-evaluated paired perplexities (the search's `edp_reduction`
+rows), combined over the seeds with an interval over token windows and seeds; supernet
+vs from-scratch perplexity; layer heterogeneity of the fronts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import warnings
 from pathlib import Path
 
@@ -23,8 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cosearch.evo.budgets import BUDGETS, combine_seeds  # noqa: E402
 from cosearch.evo.pareto import (  # noqa: E402
-    THRESHOLDS,
     Baseline,
     edp_reductions,
     heterogeneity,
@@ -53,50 +53,37 @@ def load_runs(results: Path) -> dict[int, dict]:
     return runs
 
 
-def _stats(xs: list[float | None]) -> dict:
-    ok = [x for x in xs if x is not None]
-    if not ok:
-        return {"n": 0, "mean": None, "std": None, "min": None, "max": None}
-    return {
-        "n": len(ok),
-        "mean": statistics.fmean(ok),
-        "std": statistics.stdev(ok) if len(ok) > 1 else 0.0,
-        "min": min(ok),
-        "max": max(ok),
-    }
-
-
-def _fmt(s: dict) -> str:
-    if not s["n"]:
-        return "none within budget"
-    return f"{s['mean']:.2f}× ± {s['std']:.2f} (min {s['min']:.2f}, max {s['max']:.2f}, n={s['n']})"
-
-
 def table_rows(runs: dict[int, dict]) -> list[dict]:
+    """One entry per (hw, baseline, budget): the seeds' paired picks, decided on the final
+    split (`cosearch.evo.budgets`), combined by `combine_seeds`; the from-scratch
+    baseline (the thesis's) first."""
+    keyed: dict[tuple, dict[int, dict]] = {}
+    for seed, d in runs.items():
+        for r in d["edp_reduction"]:
+            if r.get("method", "").startswith("paired"):
+                keyed.setdefault((r["hw"], r["baseline"], r["budget"]), {})[seed] = r
+    if not keyed:
+        raise SystemExit(
+            "no paired budget rows in the seeds' pareto.json: rerun the searches with this "
+            "version (and --baseline-checkpoint) so budgets are decided on the final split"
+        )
+    order = {label: i for i, (label, _, _) in enumerate(BUDGETS)}
     rows = []
-    first = next(iter(runs.values()))
-    for hw in first["fronts_by_hw"]:
-        for name in ("supernet largest", "from scratch"):
-            for label, delta, relative in THRESHOLDS:
-                per_seed, archs = [], []
-                for d in runs.values():
-                    b = next((b for b in d["baselines"] if b.hw == hw and b.name == name), None)
-                    if b is None:
-                        continue
-                    (r,) = edp_reductions(d["fronts_by_hw"][hw], b, [(label, delta, relative)])
-                    per_seed.append(r["reduction"])
-                    archs.append(r["arch"])
-                if per_seed:
-                    rows.append(
-                        {
-                            "hw": hw,
-                            "baseline": name,
-                            "budget": label,
-                            "per_seed": per_seed,
-                            "archs": archs,
-                            **{"stats": _stats(per_seed)},
-                        }
-                    )
+    for (hw, base, budget), by_seed in sorted(
+        keyed.items(), key=lambda kv: (kv[0][1] != "from scratch", kv[0][0], order[kv[0][2]])
+    ):
+        first = next(iter(by_seed.values()))
+        rows.append(
+            {
+                "hw": hw,
+                "baseline": base,
+                "budget": budget,
+                "baseline_ppl": first["baseline_ppl"],
+                "final_tokens": first["final_tokens"],
+                **combine_seeds([by_seed.get(s) for s in sorted(runs)]),
+                "seeds": sorted(runs),
+            }
+        )
     return rows
 
 
@@ -159,7 +146,8 @@ def plot_curves(runs: dict[int, dict], path: Path) -> dict:
     ax.set_xlabel("perplexity budget over the supernet's largest arch (%)")
     ax.set_ylabel("EDP reduction vs the largest arch (×)")
     ax.set_title(
-        "thesis_cpu: EDP reduction vs perplexity budget\n(line: mean, band: min–max over seeds)"
+        "thesis_cpu: EDP reduction vs perplexity budget, front point estimates\n"
+        "(re-evaluated tokens, not paired; line: mean, band: min–max over seeds)"
     )
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -176,12 +164,16 @@ def main() -> None:
     runs = load_runs(args.results)
     rows = table_rows(runs)
 
-    # Supernet vs from scratch: the largest arch's perplexity with each training.
-    base = {
-        (b.hw, b.name): b.ppl for d in runs.values() for b in d["baselines"] if b.hw
-    }  # the same for every seed (same tokens), so any seed's value will do
-    hw0 = next(iter(next(iter(runs.values()))["fronts_by_hw"]))
-    sup, scr = base.get((hw0, "supernet largest")), base.get((hw0, "from scratch"))
+    # Supernet vs from scratch: the largest arch's perplexity with each training, on the
+    # final split of the paired budget rows (the same windows for every seed).
+    base = {r["baseline"]: r["baseline_ppl"] for r in rows}
+    sup, scr = base.get("supernet largest"), base.get("from scratch")
+    final_tokens = rows[0]["final_tokens"]
+    split = (
+        "whole validation split"
+        if final_tokens == "all"
+        else f"first {final_tokens} validation tokens"
+    )
     het = {
         seed: heterogeneity([e for f in d["fronts_by_hw"].values() for e in f])
         for seed, d in runs.items()
@@ -189,34 +181,56 @@ def main() -> None:
     times = {seed: d["time"] for seed, d in runs.items()}
     curves = plot_curves(runs, args.results / "reduction_vs_budget.png")
     plot_fronts(runs, args.results / "fronts.png")
+    first = next(iter(runs.values()))
+
+    def ci(r: dict) -> str:
+        c = r["reduction_ci"]
+        return "–" if c is None else f"{c[0]:.2f}–{c[1]:.2f}"
+
+    def delta(r: dict) -> str:
+        if r["delta_ppl_full"] is None:
+            return "–"
+        flag = " (near edge)" if r["near_edge"] else ""
+        return f"{r['delta_ppl_full']:+.2f} ± {r['delta_ppl_se']:.2f}{flag}"
 
     lines = [
         "# thesis_cpu: EDP reduction at the thesis's perplexity budgets",
         "",
-        f"Seeds: {sorted(runs)}; preset {next(iter(runs.values()))['preset']}; "
-        f"regime {next(iter(runs.values()))['regime']}; commit {git_commit()}.",
-        "Reduction = EDP of the baseline's arch (the largest) on the same hardware / EDP of the "
-        "lowest-EDP member of that hardware's front within the budget; perplexities are "
-        "re-evaluated validation ones. Thesis (paper scale): 2.24× at +0.1 ppl, 10.56× at +1 ppl.",
+        f"Seeds: {sorted(runs)}; preset {first['preset']}; regime {first['regime']}; "
+        f"checkpoint {first['checkpoint']}; commit {git_commit()}.",
+        f"Budgets are decided on the {split} (paired with the baseline on the same windows; "
+        "`cosearch.evo.budgets`): the pick is the lowest-EDP evaluated arch on that hardware "
+        "whose re-evaluated Δppl is within the budget. Reduction = EDP of the baseline's arch "
+        "(the largest) on the same hardware / EDP of the pick; the reported pick is the median "
+        "seed's; the interval spans every seed's 95 % bootstrap interval over token windows "
+        "(token resampling and seed spread); 'near edge': Δppl within one SE of the budget. "
+        "Baselines: from scratch = the largest arch trained alone with the same recipe and "
+        "tokens (the thesis's baseline); supernet largest = the supernet's own largest subnet. "
+        "Thesis (paper scale, vs its own baseline): 2.24× at +0.1 ppl, 10.56× at +1 ppl.",
         "",
     ]
     lines += markdown_table(
-        ["hw", "baseline", "budget", "reduction, mean ± std over seeds", "per seed", "best archs"],
+        ["hw", "baseline", "budget", "allowance (ppl)", "reduction", "95 % interval"]
+        + ["pick (median seed)", "Δppl ± SE", "seeds picking", "per seed"],
         [
             [
                 r["hw"],
                 r["baseline"],
                 r["budget"],
-                _fmt(r["stats"]),
-                ", ".join("–" if x is None else f"{x:.2f}" for x in r["per_seed"]),
-                ", ".join(a or "–" for a in r["archs"]),
+                f"{r['budget_ppl']:.2f}",
+                "none within budget" if r["reduction"] is None else f"**{r['reduction']:.2f}×**",
+                ci(r),
+                f"`{r['arch']}`" if r["arch"] else "–",
+                delta(r),
+                f"{r['n_seeds_with_pick']}/{r['n_seeds']}",
+                ", ".join("–" if x is None else f"{x:.2f}" for x in r["per_seed_reduction"]),
             ]
             for r in rows
         ],
     )
     lines += [
         "",
-        "## Supernet vs from scratch (largest arch, validation)",
+        f"## Supernet vs from scratch (largest arch, {split})",
         "",
         f"- supernet weights: ppl {sup:.2f}" if sup else "- supernet weights: n/a",
         f"- from scratch, same steps and tokens: ppl {scr:.2f}" if scr else "- from scratch: n/a",
@@ -246,13 +260,23 @@ def main() -> None:
     write_json_atomic(
         args.results / "summary.json",
         {
+            "what": "thesis_cpu: EDP reduction per hardware config, baseline and perplexity "
+            "budget, decided on re-evaluated paired perplexities (see table.md)",
+            "command": "bash experiments/thesis_cpu/run.sh",
+            "checkpoint": first["checkpoint"],
+            "preset": first["preset"],
+            "regime": first["regime"],
             "seeds": sorted(runs),
-            "rows": rows,
+            "final_split": split,
+            "entries": rows,
             "supernet_largest_ppl": sup,
             "scratch_largest_ppl": scr,
             "heterogeneity": het,
             "time": times,
-            "reduction_curve_vs_supernet_largest": curves,
+            "reduction_curve_vs_supernet_largest": {
+                "method": "front point estimates on the re-evaluated tokens (not paired)",
+                **curves,
+            },
             "git_commit": git_commit(),
         },
     )
