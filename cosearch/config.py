@@ -35,6 +35,9 @@ class ModelConfig:
     # output biases start at zero or at the train split's log-unigram (experiments/recipe)
     tied: bool = False
     output_bias: str = "unigram"  # unigram | zero
+    # Matmul inputs in this dtype (float32 accumulation and results); parameters, LayerNorm,
+    # softmax, logits and loss stay float32. bfloat16 on `paper` (GPU); float32 elsewhere.
+    compute_dtype: str = "float32"  # float32 | bfloat16
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class RunConfig:
 # What a saved config that lacks a field meant: the first recipe (tied output, zero output
 # biases, cosine schedule), so checkpoints written before these fields existed still load.
 LEGACY_DEFAULTS: dict[str, dict] = {
-    "model": {"tied": True, "output_bias": "zero"},
+    "model": {"tied": True, "output_bias": "zero", "compute_dtype": "float32"},
     "train": {"schedule": "cosine", "b2": 0.999, "decay_frac": 0.2},
 }
 
@@ -132,7 +135,7 @@ PRESETS: dict[str, RunConfig] = {
     "paper": RunConfig(
         name="paper",
         data=DataConfig(batch_size=32, eval_batch_size=32),
-        model=ModelConfig(space="paper", dropout=0.1, output="full"),
+        model=ModelConfig(space="paper", dropout=0.1, output="full", compute_dtype="bfloat16"),
         train=TrainConfig(
             steps=40_000,
             lr=1e-3,
@@ -195,6 +198,7 @@ def override(cfg: RunConfig, assignments: list[str]) -> RunConfig:
 CHOICES = {
     ("model", "output"): ("adaptive", "full"),
     ("model", "output_bias"): ("unigram", "zero"),
+    ("model", "compute_dtype"): ("float32", "bfloat16"),
     ("train", "schedule"): ("wsd", "cosine"),
 }
 POSITIVE = (

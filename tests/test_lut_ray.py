@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from fake_timeloop import write_fake_tools
@@ -142,3 +143,40 @@ def test_bad_ray_address_fails_fast(tmp_path, capsys):
     assert build_lut.main([*argv, "--ray-address", "nonsense"]) == 2
     assert "HOST:PORT" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.slow
+def test_killed_ray_job_keeps_its_rows_and_resumes(tmp_path):
+    """SIGKILL the CLI mid-run: the rows it wrote stay, its Ray goes with it, and the same
+    command run again costs only the rest."""
+    pytest.importorskip("ray", reason='Ray is an optional extra: pip install -e ".[ray]"')
+    import psutil
+
+    bindir = write_fake_tools(tmp_path / "bin", delay_s=1.0)
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    shapes = tmp_path / "shapes.csv"
+    shapes.write_text(SHAPES)
+    out = tmp_path / "ray.csv"
+    cmd = [sys.executable, "-m", "cosearch.build_lut", "--shapes", str(shapes), "--out", str(out)]
+    cmd += ["--hw", ",".join(h.name for h in HWS), "--backend", "timeloop", "--max-tries", "1"]
+    cmd += ["--executor", "ray", "--jobs", "2", "--workdir", str(tmp_path / "work")]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out.exists() and len(read_lut(out)) >= 2) and time.monotonic() < deadline:
+            assert p.poll() is None, "the job ended before it could be killed"
+            time.sleep(0.05)
+        children = psutil.Process(p.pid).children(recursive=True)
+    finally:
+        p.kill()
+        p.wait()
+    first = read_lut(out)
+    assert 2 <= len(first) < 8
+    _, alive = psutil.wait_procs(children, timeout=30)
+    for c in alive:  # Ray's processes should die with the job; do not leave them running
+        c.kill()
+    assert not alive, f"Ray processes outlived the killed job: {[c.pid for c in alive]}"
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    done = read_lut(out)
+    assert len(done) == 8 and [r for r in done if r in first] == first  # kept, not re-costed

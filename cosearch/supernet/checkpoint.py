@@ -183,7 +183,12 @@ def restore_params(
             )
         steps = [step]
     x = jnp.zeros((1, space.seq_len), jnp.int32)
-    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), x)["params"])
+    # onto this process's first device, whatever devices the run that saved it used
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=here),
+        jax.eval_shape(lambda: model.init(jax.random.key(0), x)["params"]),
+    )
     what = f"the model of preset space '{space.name}'"
     step, _, params = _restore_newest(workdir, [(mngr, s) for s in steps], "params", abstract, what)
     return params, step

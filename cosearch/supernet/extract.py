@@ -58,6 +58,7 @@ def extract(
         dropout=sup.dropout,
         attention=sup.attention,
         tied=sup.tied,
+        compute_dtype=sup.compute_dtype,
     )
     p = params["params"]
     d = arch.d_model

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import flax.linen as nn
 import jax
@@ -84,6 +85,21 @@ class LayerNorm(nn.Module):
         return _masked_layernorm(x, scale, bias, hmask)
 
 
+def _matmul(a, b, dtype: str = "float32"):
+    """a @ b with inputs in `dtype` (bfloat16: float32 accumulation and result, so what
+    follows stays float32); float32: exactly `a @ b`."""
+    if dtype == "float32":
+        return a @ b
+    return jnp.matmul(a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def _einsum(spec: str, a, b, dtype: str = "float32"):
+    """`jnp.einsum(spec, a, b)` with inputs in `dtype`, as `_matmul`."""
+    if dtype == "float32":
+        return jnp.einsum(spec, a, b)
+    return jnp.einsum(spec, a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
+
+
 def sinusoid(length: int, dim: int, d_active) -> jnp.ndarray:
     """Sinusoidal positions for a model of width `d_active` laid into `dim` columns
     (columns >= d_active get garbage that the hidden mask zeroes)."""
@@ -94,19 +110,20 @@ def sinusoid(length: int, dim: int, d_active) -> jnp.ndarray:
     return jnp.stack([jnp.sin(ang), jnp.cos(ang)], -1).reshape(length, dim)
 
 
-def causal_attention(q, k, v, *, impl: str = "dense", chunk: int = 256):
+def causal_attention(q, k, v, *, impl: str = "dense", chunk: int = 256, dtype: str = "float32"):
     """softmax(q k^T / sqrt(d_head) + causal) v for (B, L, H, Dh) arrays.
 
     `dense` materialises the (B, H, L, L) scores; `chunked` processes queries in blocks of
-    `chunk` so that only (B, H, chunk, L) scores live at once. Same result either way."""
+    `chunk` so that only (B, H, chunk, L) scores live at once. Same result either way.
+    `dtype`: the two matmuls' input dtype (scores and softmax stay float32)."""
     scale = 1.0 / math.sqrt(q.shape[-1])
     L = q.shape[1]
     if impl == "dense" or L <= chunk:
-        s = jnp.einsum("bqhd,bkhd->bhqk", q, k) * scale
+        s = _einsum("bqhd,bkhd->bhqk", q, k, dtype) * scale
         causal = jnp.tril(jnp.ones((L, L), bool))
         s = jnp.where(causal, s, jnp.finfo(s.dtype).min)
         p = jax.nn.softmax(s, axis=-1)
-        return jnp.einsum("bhqk,bkhd->bqhd", p, v)
+        return _einsum("bhqk,bkhd->bqhd", p, v, dtype)
     if impl != "chunked":
         raise ValueError(f"unknown attention impl '{impl}'; known: dense, chunked")
     n = -(-L // chunk)
@@ -116,10 +133,10 @@ def causal_attention(q, k, v, *, impl: str = "dense", chunk: int = 256):
 
     def one(args):
         qc, start = args
-        s = jnp.einsum("bqhd,bkhd->bhqk", qc, k) * scale
+        s = _einsum("bqhd,bkhd->bhqk", qc, k, dtype) * scale
         qpos = start + jnp.arange(chunk)
         s = jnp.where(kpos[None, :] <= qpos[:, None], s, jnp.finfo(s.dtype).min)
-        return jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(s, axis=-1), v)
+        return _einsum("bhqk,bkhd->bqhd", jax.nn.softmax(s, axis=-1), v, dtype)
 
     out = jax.lax.map(one, (jnp.moveaxis(qp, 1, 0), jnp.arange(n) * chunk))
     out = jnp.moveaxis(out, 0, 1).reshape(q.shape[0], n * chunk, *q.shape[2:])
@@ -133,38 +150,40 @@ class Block(nn.Module):
     d_ffn: int
     dropout: float
     attention: str = "dense"
+    compute_dtype: str = "float32"  # matmul inputs (ModelConfig.compute_dtype)
 
     @nn.compact
     def __call__(self, x, m, train: bool):
         """m: None (dense) or dict(hidden (D,), heads (H,), ffn (F,)) for this layer."""
         hm = None if m is None else m["hidden"]
         init = nn.initializers.normal(0.02)
-        H, Dh, D = self.heads, self.head_dim, self.d_model
+        H, Dh, D, cd = self.heads, self.head_dim, self.d_model, self.compute_dtype
         drop = nn.Dropout(self.dropout, deterministic=not train)
 
         y = LayerNorm(D, name="ln1")(x, hm)
         q, k, v = (
-            jnp.einsum("bld,dhk->blhk", y, self.param(n, init, (D, H, Dh)))
+            _einsum("bld,dhk->blhk", y, self.param(n, init, (D, H, Dh)), cd)
             + self.param(f"b{n}", nn.initializers.zeros, (H, Dh))
             for n in ("wq", "wk", "wv")
         )
-        ctx = causal_attention(q, k, v, impl=self.attention)
+        ctx = causal_attention(q, k, v, impl=self.attention, dtype=cd)
         if m is not None:
             ctx = ctx * m["heads"][None, None, :, None]
         wo = self.param("wo", nn.initializers.normal(0.02 / math.sqrt(2)), (H, Dh, D))
-        a = jnp.einsum("blhk,hkd->bld", ctx, wo) + self.param("bo", nn.initializers.zeros, (D,))
+        a = _einsum("blhk,hkd->bld", ctx, wo, cd) + self.param("bo", nn.initializers.zeros, (D,))
         if hm is not None:
             a = a * hm
         x = x + drop(a)
 
         y = LayerNorm(D, name="ln2")(x, hm)
-        u = y @ self.param("w1", init, (D, self.d_ffn)) + self.param(
+        u = _matmul(y, self.param("w1", init, (D, self.d_ffn)), cd) + self.param(
             "b1", nn.initializers.zeros, (self.d_ffn,)
         )
         u = nn.gelu(u)
         if m is not None:
             u = u * m["ffn"]
-        f = u @ self.param("w2", nn.initializers.normal(0.02 / math.sqrt(2)), (self.d_ffn, D))
+        w2 = self.param("w2", nn.initializers.normal(0.02 / math.sqrt(2)), (self.d_ffn, D))
+        f = _matmul(u, w2, cd)
         f = f + self.param("b2", nn.initializers.zeros, (D,))
         if hm is not None:
             f = f * hm
@@ -197,6 +216,7 @@ class AdaptiveEmbedding(nn.Module):
     d_model: int
     clusters: Clusters
     tied: bool = True
+    compute_dtype: str = "float32"  # output matmuls' inputs; logits and softmax in float32
 
     def setup(self):
         # std 1/sqrt(d): scaled by sqrt(d) at the input, a token embedding has unit variance
@@ -256,16 +276,17 @@ class AdaptiveEmbedding(nn.Module):
 
     def log_prob_blocks(self, h) -> list[jnp.ndarray]:
         """Per-cluster log-probabilities; their concatenation is log p(word) for all words."""
-        c = self.clusters
-        head = h @ self.out_tables[0].T + self.biases[0]
+        c, cd = self.clusters, self.compute_dtype
+        head = _matmul(h, self.out_tables[0].T, cd) + self.biases[0]
         if c.n == 1:
             return [jax.nn.log_softmax(head, -1)]
-        head = jnp.concatenate([head, h @ self.cluster_w + self.cluster_b], -1)
+        head = jnp.concatenate([head, _matmul(h, self.cluster_w, cd) + self.cluster_b], -1)
         head_lp = jax.nn.log_softmax(head, -1)
         n0 = c.bounds[1]
         blocks = [head_lp[..., :n0]]
         for i in range(1, c.n):
-            z = (h @ self.out_projs[i].T) @ self.out_tables[i].T + self.biases[i]
+            z = _matmul(_matmul(h, self.out_projs[i].T, cd), self.out_tables[i].T, cd)
+            z = z + self.biases[i]
             blocks.append(jax.nn.log_softmax(z, -1) + head_lp[..., n0 + i - 1 : n0 + i])
         return blocks
 
@@ -274,20 +295,21 @@ class AdaptiveEmbedding(nn.Module):
         each tail cluster i, its conditional distribution only at (up to caps[i-1])
         positions whose target lies in that cluster, as PyTorch's adaptive softmax does.
         The NLL this gives is exact; positions past a cap are dropped (counted)."""
-        c = self.clusters
+        c, cd = self.clusters, self.compute_dtype
         B, L, D = h.shape
         hf = h.reshape(B * L, D)
         tf = targets.reshape(B * L)
-        head = hf @ self.out_tables[0].T + self.biases[0]
+        head = _matmul(hf, self.out_tables[0].T, cd) + self.biases[0]
         if c.n > 1:
-            head = jnp.concatenate([head, hf @ self.cluster_w + self.cluster_b], -1)
+            head = jnp.concatenate([head, _matmul(hf, self.cluster_w, cd) + self.cluster_b], -1)
         out = {"head": jax.nn.log_softmax(head, -1), "tails": []}
         for i in range(1, c.n):
             lo, hi = c.bounds[i], c.bounds[i + 1]
             inside = (tf >= lo) & (tf < hi)
             (rows,) = jnp.nonzero(inside, size=caps[i - 1], fill_value=0)
             valid = jnp.arange(caps[i - 1]) < inside.sum()
-            z = (hf[rows] @ self.out_projs[i].T) @ self.out_tables[i].T + self.biases[i]
+            z = _matmul(_matmul(hf[rows], self.out_projs[i].T, cd), self.out_tables[i].T, cd)
+            z = z + self.biases[i]
             out["tails"].append(
                 {
                     "lp": jax.nn.log_softmax(z, -1),
@@ -312,11 +334,14 @@ class TransformerLM(nn.Module):
     dropout: float = 0.0
     attention: str = "dense"
     tied: bool = True
+    compute_dtype: str = "float32"  # matmul inputs; parameters and the loss stay float32
 
     def setup(self):
-        self.embedding = AdaptiveEmbedding(self.vocab, self.d_model, self.clusters, self.tied)
+        cd = self.compute_dtype
+        self.embedding = AdaptiveEmbedding(self.vocab, self.d_model, self.clusters, self.tied, cd)
+        block = partial(Block, head_dim=self.head_dim, dropout=self.dropout, compute_dtype=cd)
         self.blocks = [
-            Block(self.d_model, h, self.head_dim, f, self.dropout, self.attention, name=f"block{i}")
+            block(self.d_model, h, d_ffn=f, attention=self.attention, name=f"block{i}")
             for i, (h, f) in enumerate(zip(self.heads, self.d_ffn))
         ]
         self.ln_f = LayerNorm(self.d_model)
@@ -406,6 +431,7 @@ def build_model(
     dropout: float = 0.0,
     attention: str = "dense",
     tied: bool = True,
+    compute_dtype: str = "float32",
 ) -> TransformerLM:
     """The model at `arch` (default: the space's largest, i.e. the supernet). Cluster widths
     always follow the supernet's width so that extracted subnets share them."""
@@ -424,6 +450,7 @@ def build_model(
         dropout,
         attention,
         tied,
+        compute_dtype,
     )
 
 
@@ -440,6 +467,7 @@ def make_model(config: RunConfig, vocab: int, attention: str = "dense") -> Trans
         dropout=m.dropout,
         attention=attention,
         tied=m.tied,
+        compute_dtype=m.compute_dtype,
     )
 
 

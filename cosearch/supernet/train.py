@@ -3,8 +3,9 @@
 Owns the pure jitted train step (sandwich rule + in-place distillation), the optimizer, the
 learning-rate schedule and the training loop; checkpoints and the run directory's files are
 `checkpoint`'s. Each step's subnets and batch are pure functions of (seed, step), so
-`resume=True` continues exactly as if the run had not stopped. It must not know about
-hardware costs.
+`resume=True` continues exactly as if the run had not stopped. With several devices the
+batch is split over a `data` mesh axis and the state replicated (data parallelism, the same
+compiled step). It must not know about hardware costs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from cosearch.config import RunConfig, differences
@@ -189,7 +191,59 @@ def train_step(
     }
 
 
-# ----- run directory -----------------------------------------------------------------------
+# ----- devices -----------------------------------------------------------------------------
+def data_mesh(devices: int | None, batch_size: int) -> Mesh | None:
+    """A mesh with one `data` axis over the first `devices` devices (None: all of them, every
+    host's after `jax.distributed.initialize`); None for one device, which runs exactly the
+    single-device path. The global batch must split evenly over the devices."""
+    available = jax.devices()
+    n = len(available) if devices is None else devices
+    if not 1 <= n <= len(available):
+        raise ValueError(
+            f"--devices {n}: this run sees {len(available)} {available[0].platform} device(s); "
+            f"pass --devices between 1 and {len(available)}"
+        )
+    if batch_size % n:
+        raise ValueError(
+            f"--devices {n} does not divide data.batch_size={batch_size} (the global batch); "
+            f"pass --set data.batch_size=<a multiple of {n}> or --devices dividing {batch_size}"
+        )
+    return None if n == 1 else Mesh(np.array(available[:n]), ("data",))
+
+
+def _place(tree, mesh: Mesh | None, *, batch: bool = False):
+    """`tree` on the mesh: replicated, or (batch) split along its first axis. Every process
+    holds the whole tree and contributes its own devices' shards (`device_put` cannot
+    place onto another host's devices)."""
+    if mesh is None:
+        return tree
+    sharding = NamedSharding(mesh, PartitionSpec("data") if batch else PartitionSpec())
+
+    def put(a):
+        if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(
+                put(jax.random.key_data(a)), impl=jax.random.key_impl(a)
+            )
+        host = np.asarray(a)
+        host = host.astype(jax.dtypes.canonicalize_dtype(host.dtype), copy=False)
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+    return jax.tree_util.tree_map(put, tree)
+
+
+class _NoMetrics:
+    """The metrics log of a multi-host run's other processes: the first one writes it."""
+
+    def write(self, rec: dict) -> None:
+        pass
+
+    def __enter__(self) -> _NoMetrics:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
 # ----- the job -----------------------------------------------------------------------------
 def run(
     config: RunConfig,
@@ -198,12 +252,18 @@ def run(
     resume: bool = False,
     from_scratch: Arch | None = None,
     stop_after: int | None = None,
+    devices: int | None = None,
 ) -> dict:
     """Train the supernet of `config` (or, with `from_scratch`, one fixed arch with the same
     loop) in `workdir`. `stop_after` ends early after that many steps (for tests of resume).
-    Returns the final metrics."""
+    `devices`: data-parallel over that many devices (default: all); the count is recorded
+    but is not part of the config, so a run may resume on another count. Returns the final
+    metrics."""
     workdir = Path(workdir)
     space = config.space
+    mesh = data_mesh(devices, config.data.batch_size)
+    n_devices = 1 if mesh is None else mesh.size
+    primary = jax.process_index() == 0  # writes the run's files in a multi-host run
     corpus = load_corpus(config.data.data_dir or None)
     if corpus.vocab_size != space.vocab:
         log.warning(
@@ -222,6 +282,7 @@ def run(
         "git_commit": git_commit(),
         "seed": config.train.seed,
         "data_source": Path(corpus.source).name,
+        "devices": n_devices,  # where the run started; resuming elsewhere is allowed
     }
     cfg_path = workdir / CONFIG_FILE
     extend_from: int | None = None  # the saved run's steps when this run extends it
@@ -234,6 +295,8 @@ def run(
             )
         for key in ("config", "from_scratch", "vocab_size"):
             saved, now = _comparable(old.get(key)), _comparable(desc[key])
+            if key == "config":  # fields added since the run was saved take their old values
+                saved = _comparable(_complete_config(saved))
             if key == "config":
                 saved_steps = saved["train"].pop("steps")
                 now["train"].pop("steps")
@@ -260,7 +323,8 @@ def run(
     state = init_state(config, model, corpus.train)
     start = 0
     if resume:
-        drop_partial_line(workdir / METRICS_FILE)
+        if primary:
+            drop_partial_line(workdir / METRICS_FILE)
         restart_at = None
         if extend_from is not None:  # restart the old decay from its start (TrainConfig)
             restart_at = decay_start(RunConfig.from_dict(old["config"]))
@@ -273,7 +337,7 @@ def run(
             )
             log.info("resumed %s at step %d", workdir, start)
     mngr = checkpoint_manager(workdir)  # after resume_state, which may drop later steps
-    if extend_from is not None:
+    if extend_from is not None and primary:
         desc["extended"] = [*old.get("extended", []), {"from_steps": extend_from, "at": start}]
         with open(workdir / METRICS_FILE, "a") as mf:
             mf.write(
@@ -287,7 +351,7 @@ def run(
                 )
                 + "\n"
             )
-    if extend_from is not None or not cfg_path.exists():
+    if primary and (extend_from is not None or not cfg_path.exists()):
         write_json_atomic(cfg_path, desc)
     stable_at = decay_start(config)
 
@@ -311,22 +375,24 @@ def run(
     schedule = lr_schedule(config)
     if start < end:
         log.info(
-            "compiling the %s train step (%d subnet(s) per step); the first step takes a "
-            "minute or more on CPU",
+            "compiling the %s train step (%d subnet(s) per step, %d device(s)); the first "
+            "step takes a minute or more on CPU",
             "from-scratch" if from_scratch else "BigNAS sandwich",
             len(parts),
+            n_devices,
         )
-    with MetricsLog(metrics_path, parts) as mf:
+    state = _place(state, mesh)
+    with MetricsLog(metrics_path, parts) if primary else _NoMetrics() as mf:
         for step in bar:
             archs = [from_scratch] if from_scratch else sandwich(space, t.seed, step, t.n_random)
             masks = stack_masks([arch_masks(space, a) for a in archs])
             x, y = train_batch(corpus.train, config.data.batch_size, space.seq_len, t.seed, step)
             state, m = train_step(
                 state,
-                x,
-                y,
-                masks,
-                jax.random.fold_in(dropout_key, step),
+                _place(x, mesh, batch=True),
+                _place(y, mesh, batch=True),
+                _place(masks, mesh),
+                _place(jax.random.fold_in(dropout_key, step), mesh),
                 model=model,
                 distill=t.distill_alpha if t.distill else 0.0,
                 caps=caps,
@@ -345,6 +411,7 @@ def run(
                     "tail_overflow": int(m["overflow"]),
                     "tokens_per_s": tokens_per_step * n_steps / dt,
                     "lr": float(schedule(step)),
+                    "devices": n_devices,
                     "time": time.time(),
                 }
                 mf.write(last)
@@ -395,6 +462,15 @@ def _comparable(obj):
     if isinstance(obj, dict) and isinstance(obj.get("data"), dict):
         obj["data"].pop("data_dir", None)
     return obj
+
+
+def _complete_config(saved: dict) -> dict:
+    """A saved config with the fields it predates filled in as `RunConfig.from_dict` loads
+    them (e.g. model.compute_dtype: float32), so a new field does not block resuming."""
+    try:
+        return RunConfig.from_dict(saved).to_dict()
+    except (KeyError, TypeError, ValueError):  # not a config this version reads: as saved
+        return saved
 
 
 def _eval_archs(
