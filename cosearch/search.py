@@ -110,9 +110,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--final-tokens",
         type=int,
-        default=0,
-        help="tokens of each split for the final re-evaluation (0 = the whole split: "
+        default=20000,
+        help="tokens of each split for the final re-evaluation of the front (default "
+        "20000, sized so that the default search finishes in minutes; 0 = the whole split: "
         "costly, every front member on all of both splits)",
+    )
+    p.add_argument(
+        "--budget-tokens",
+        type=int,
+        help="validation tokens on which the perplexity budgets are decided (paired with "
+        "the baseline; 0 = the whole split, as the studies do; default: --final-tokens)",
     )
     p.add_argument(
         "--regime",
@@ -227,6 +234,7 @@ def _main(argv: list[str] | None = None) -> dict:
         baseline_checkpoint=args.baseline_checkpoint,
         final_eval=not args.no_final_eval,
         final_tokens=args.final_tokens,
+        budget_tokens=args.budget_tokens,
     )
     hw_tag = args.hw.replace(",", "+")
     sc_tag = "" if args.scenario == "prefill" else "-" + re.sub(r"[^\w.]+", "-", args.scenario)

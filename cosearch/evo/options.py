@@ -40,10 +40,17 @@ class SearchOptions:
     baseline_checkpoint: str | None = None  # ... or its run directory
     final_eval: bool = True  # re-evaluate the front on the valid and test splits
     final_tokens: int = 0  # tokens of each split for that re-evaluation (0 = all)
+    budget_tokens: int | None = None  # validation tokens deciding budgets (None: final_tokens)
 
 
 #: Options that only change the reports, so a resumed run may change them.
-REPORT_ONLY = ("baseline_ppl", "baseline_checkpoint", "final_eval", "final_tokens")
+REPORT_ONLY = (
+    "baseline_ppl",
+    "baseline_checkpoint",
+    "final_eval",
+    "final_tokens",
+    "budget_tokens",
+)
 
 
 def check(config: RunConfig, opts: SearchOptions) -> None:
@@ -63,6 +70,11 @@ def check(config: RunConfig, opts: SearchOptions) -> None:
     if opts.final_tokens < 0:
         raise SearchError(
             f"--final-tokens must be >= 0 (0 = the whole split), got {opts.final_tokens}"
+        )
+    if opts.budget_tokens is not None and opts.budget_tokens < 0:
+        raise SearchError(
+            f"--budget-tokens must be >= 0 (0 = the whole validation split), got "
+            f"{opts.budget_tokens}"
         )
     if opts.max_latency_ms is not None and not _positive(opts.max_latency_ms):
         raise SearchError(

@@ -115,10 +115,13 @@ def finish(
     pareto.write_csv(workdir / "pareto.csv", front, ppl_source)
     reductions: list[dict] = []
     t_budget = time.perf_counter()
+    budget_tokens = (
+        final_tokens if options.budget_tokens is None else (options.budget_tokens or None)
+    )
     if options.final_eval and hasattr(evaluator, "windows"):
         log.info(
-            "deciding perplexity budgets on the final split (paired, %s tokens)",
-            final_tokens or "all",
+            "deciding perplexity budgets on the validation split (paired, %s tokens)",
+            budget_tokens or "all",
         )
         reductions = budgets.paired_budgets(
             evaluated,
@@ -127,7 +130,7 @@ def finish(
             baseline_evaluator,
             largest,
             config.search.eval_tokens or None,
-            final_tokens,
+            budget_tokens,
             any_hw="hw-search" in problems,
         )
     paired = {(r["baseline"], r["hw"]) for r in reductions}
@@ -202,6 +205,11 @@ def finish(
             f"valid and test, {options.final_tokens or 'all'} tokens each"
             if options.final_eval
             else "off"
+        ),
+        "budgets decided on": (
+            f"valid, {budget_tokens or 'all'} tokens, paired with the baseline"
+            if options.final_eval
+            else "search estimates (no final re-evaluation)"
         ),
         "constraints": f"max ppl {options.max_ppl}, max latency {options.max_latency_ms} ms",
         "time": f"{time_split['total_s']:.1f} s (perplexity {ppl_s:.1f} s, hardware "

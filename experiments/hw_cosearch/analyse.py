@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cosearch.config import get_preset  # noqa: E402
+from cosearch.evo.budgets import BUDGETS  # noqa: E402
 from cosearch.evo.pareto import (  # noqa: E402
     THRESHOLDS,
     markdown_table,
@@ -55,6 +56,78 @@ def _load(path: Path) -> dict:
         h: [Evaluation.from_dict(m) for m in f] for h, f in d.get("fronts_by_hw", {}).items()
     }
     return d
+
+
+def best_config(d: dict) -> str:
+    """The joint search's own best config: the hardware of most of its paired budget
+    picks against the from-scratch baseline (ties: the lower-EDP pick's), else the
+    hardware of most front members."""
+    picks = [
+        r
+        for r in d.get("edp_reduction", [])
+        if r.get("method", "").startswith("paired") and r.get("pick_hw")
+    ]
+    picks = [r for r in picks if r["baseline"] == "from scratch"] or picks
+    if picks:
+        count: dict[str, list[float]] = {}
+        for r in picks:
+            count.setdefault(r["pick_hw"], []).append(r["edp"])
+        return min(count, key=lambda h: (-len(count[h]), min(count[h])))
+    count_f: dict[str, int] = {}
+    for e in d["front"]:
+        count_f[e.hw] = count_f.get(e.hw, 0) + 1
+    return max(sorted(count_f), key=count_f.get)
+
+
+def joint_vs_fixed(joint: dict, fixed: dict, hw: str) -> list[dict]:
+    """Per budget, the joint search's pick (from any config) against a fixed search's on
+    `hw`, both against the from-scratch largest arch on `hw` (the same baseline EDP), both
+    decided on the final split. 'hardware-only' when the two reductions agree within 1 %:
+    the joint search's gain is then only that of choosing `hw`."""
+
+    def rows(d: dict) -> dict[str, dict]:
+        return {
+            r["budget"]: r
+            for r in d.get("edp_reduction", [])
+            if r.get("method", "").startswith("paired")
+            and r["baseline"] == "from scratch"
+            and r["hw"] == hw
+        }
+
+    j, f = rows(joint), rows(fixed)
+    out = []
+    for label, _, _ in BUDGETS:
+        a, b = j.get(label), f.get(label)
+        if a is None or b is None:
+            continue
+        ra, rb = a["reduction"], b["reduction"]
+        if ra is None and rb is None:
+            verdict = "nothing within budget"
+        elif ra is not None and (rb is None or ra > rb * 1.01):
+            verdict = f"joint gain {ra / rb:.3f}×" if rb else "only the joint search picks"
+        elif rb is not None and (ra is None or rb > ra * 1.01):
+            verdict = "the fixed search does better (the joint one missed its pick)"
+        else:
+            verdict = "hardware-only (same reduction within 1 %)"
+        out.append(
+            {
+                "budget": label,
+                "budget_ppl": a["budget_ppl"],
+                "joint_reduction": ra,
+                "joint_reduction_ci": a["reduction_ci"],
+                "joint_pick": a["arch"],
+                "joint_pick_hw": a.get("pick_hw"),
+                "joint_delta_ppl": a["delta_ppl_full"],
+                "joint_delta_ppl_se": a["delta_ppl_se"],
+                "fixed_reduction": rb,
+                "fixed_reduction_ci": b["reduction_ci"],
+                "fixed_pick": b["arch"],
+                "fixed_delta_ppl": b["delta_ppl_full"],
+                "fixed_delta_ppl_se": b["delta_ppl_se"],
+                "verdict": verdict,
+            }
+        )
+    return out
 
 
 def _best(front: list[Evaluation], limit: float) -> Evaluation | None:
@@ -147,7 +220,7 @@ def plot_front_hw(runs: dict[str, dict], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--results", type=Path, required=True, help="this study's results directory")
+    ap.add_argument("--results", type=Path, help="this study's results directory")
     ap.add_argument(
         "--fixed",
         type=Path,
@@ -155,7 +228,18 @@ def main() -> None:
         default=[],
         help="a fixed-config search run to compare with (repeatable; matched by regime)",
     )
+    ap.add_argument(
+        "--best-config",
+        type=Path,
+        metavar="RUN",
+        help="print the joint search RUN's own best config (for the fixed search on it) and stop",
+    )
     args = ap.parse_args()
+    if args.best_config:
+        print(best_config(_load(args.best_config)))
+        return
+    if args.results is None:
+        ap.error("--results is required (or --best-config RUN)")
     loaded = {p.parent.name: _load(p.parent) for p in sorted(args.results.glob("*/pareto.json"))}
     runs = {k: d for k, d in loaded.items() if d["hw"] == "search"}
     if not runs:
@@ -209,6 +293,39 @@ def main() -> None:
     lines += markdown_table(
         ["regime", "budget", "front", "best arch", "hw", "ppl", "EDP reduction"], rows
     )
+
+    # Joint vs a fixed search on the joint search's own best config (paired, final split).
+    lines += ["", "## Joint search vs a fixed search on its own best config", ""]
+    summary["joint_vs_fixed"] = {}
+    for regime, d in runs.items():
+        on_best = args.results / f"{regime}-fixed-best"
+        if not (on_best / "pareto.json").exists():
+            lines.append(f"- {regime}: no fixed search on the best config ({on_best} missing)")
+            continue
+        fixed = _load(on_best)
+        hw = fixed["hw"]
+        cmp = joint_vs_fixed(d, fixed, hw)
+        summary["joint_vs_fixed"][regime] = {"best_config": hw, "rows": cmp}
+        lines.append(
+            f"{regime} regime, best config of the joint front: {hw}; reductions against the "
+            f"from-scratch largest arch on {hw}, decided on the final split:"
+        )
+        lines.append("")
+        lines += markdown_table(
+            ["budget", "joint pick (hw)", "joint", "fixed pick", "fixed", "verdict"],
+            [
+                [
+                    c["budget"],
+                    f"`{c['joint_pick']}` ({c['joint_pick_hw']})" if c["joint_pick"] else "–",
+                    "–" if c["joint_reduction"] is None else f"{c['joint_reduction']:.2f}×",
+                    f"`{c['fixed_pick']}`" if c["fixed_pick"] else "–",
+                    "–" if c["fixed_reduction"] is None else f"{c['fixed_reduction']:.2f}×",
+                    c["verdict"],
+                ]
+                for c in cmp
+            ],
+        )
+        lines.append("")
 
     lines += ["", "## Hardware of the joint fronts", ""]
     for regime, s in summary["runs"].items():

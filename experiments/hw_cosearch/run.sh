@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # hw_cosearch: joint search of the arch and the Gemmini buffer split under the thesis's SRAM
 # budget (scratchpad + accumulator <= 320 KiB), in both mapping regimes (see report.md),
-# then the same search on the two fixed thesis configs in the gemmini-tiler regime, the
+# the same search fixed on each joint front's own best config, then the same search on the
+# two fixed thesis configs in the gemmini-tiler regime, the
 # comparison with the fixed-config fronts (optimal regime: experiments/thesis_cpu seed 0) and
 # the heat map of the best arch's EDP at every (scratchpad, accumulator) point.
 # Needs COSEARCH_DATA and the committed cpu supernet. Each search resumes if interrupted.
@@ -14,7 +15,17 @@ for regime in optimal gemmini-tiler; do
   [[ -d $dir/state ]] && resume=(--resume)
   python -m cosearch.search --checkpoint checkpoints/supernet-cpu \
     --baseline-checkpoint checkpoints/scratch-cpu --hw search --hw-budget-kib 320 \
-    --regime "$regime" --seed 0 --eval-tokens 2048 --final-tokens 20000 \
+    --regime "$regime" --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 \
+    --out "$dir" "${resume[@]}" "$@"
+  # the same search fixed on the joint front's own best config: does the joint search find
+  # more than that config ("hardware-only" when not)?
+  best=$(python experiments/hw_cosearch/analyse.py --best-config "$dir")
+  dir=$OUT/$regime-fixed-best
+  resume=()
+  [[ -d $dir/state ]] && resume=(--resume)
+  python -m cosearch.search --checkpoint checkpoints/supernet-cpu \
+    --baseline-checkpoint checkpoints/scratch-cpu --hw "$best" \
+    --regime "$regime" --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 \
     --out "$dir" "${resume[@]}" "$@"
 done
 # The fixed thesis configs in the gemmini-tiler regime (the optimal-regime ones are
@@ -24,7 +35,7 @@ resume=()
 [[ -d $dir/state ]] && resume=(--resume)
 python -m cosearch.search --checkpoint checkpoints/supernet-cpu \
   --baseline-checkpoint checkpoints/scratch-cpu --hw gemmini-64k-256k,gemmini-256k-64k \
-  --regime gemmini-tiler --seed 0 --eval-tokens 2048 --final-tokens 20000 \
+  --regime gemmini-tiler --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 \
   --out "$dir" "${resume[@]}" "$@"
 fixed=(--fixed "$dir")
 thesis=experiments/thesis_cpu/results/seed0  # from experiments/thesis_cpu/run.sh

@@ -57,6 +57,54 @@ def select_archs(space: SearchSpace, seed: int = 0) -> dict[str, Arch]:
     return chosen
 
 
+def standalone(name, arch, config, runs: Path, out: Path, split, data_dir, train_run):
+    """The standalone run's per-window NLLs on `split`: from `out/standalone/NAME.json`
+    when it holds this arch at this training length (so the run's checkpoints need not be
+    kept), else trained (or resumed) in `runs/NAME` and scored, and saved there."""
+    from cosearch.stats import Windows, ppl_se
+    from cosearch.supernet.evaluate import load_evaluator
+
+    path = out / "standalone" / f"{name}.json"
+    if path.exists():
+        d = json.loads(path.read_text())
+        if d["arch"] == arch.to_dict() and d["train_steps"] == config.train.steps and (
+            d["split"] == split
+        ):
+            return Windows(np.array(d["window_nll"]), np.array(d["window_tokens"]))
+    workdir = runs / name
+    done = (workdir / "config.json").exists()
+    print(f"== {name}: standalone training ({'resume' if done else 'new'})", flush=True)
+    train_run(config, workdir, resume=done, from_scratch=arch)
+    ev = load_evaluator(workdir, data_dir)
+    w = ev.windows(arch, split)
+    metrics = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    steps = {m["step"]: m for m in metrics if "tokens_per_s" in m}  # resumes repeat steps
+    per_step = config.data.batch_size * config.space.seq_len
+    log_every = config.train.log_every
+    train_s = sum(log_every * per_step / m["tokens_per_s"] for m in steps.values())
+    write_json_atomic(
+        path,
+        {
+            "name": name,
+            "arch": arch.to_dict(),
+            "short": arch.short(),
+            "split": split,
+            "train_steps": config.train.steps,
+            "train_tokens": config.train.steps * per_step,
+            "train_seconds_est": train_s,
+            "train_time_note": "sum over logged intervals of tokens / tokens_per_s (excludes "
+            "compile and evaluation)",
+            "ppl": w.ppl,
+            "ppl_se": ppl_se(w),
+            "tokens": int(w.tokens.sum()),
+            "window_nll": w.nll.tolist(),
+            "window_tokens": w.tokens.tolist(),
+            "git_commit": git_commit(),
+        },
+    )
+    return w
+
+
 def rank_stats(x: np.ndarray, y: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict:
     """Kendall tau and Spearman rho of x vs y with percentile bootstrap intervals over
     the archs (resamples with fewer than 3 distinct archs are skipped)."""
@@ -89,6 +137,11 @@ def main(argv=None) -> dict:
     p.add_argument("--split", default="valid", choices=("valid", "test"))
     p.add_argument("--select-only", action="store_true", help="print the archs and stop")
     p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument(
+        "--only",
+        help="comma list of names: train (or resume) and score just these standalone runs, "
+        "saving their scores, and stop (no supernet needed yet)",
+    )
     a = p.parse_args(argv)
     sup_dir = Path(a.supernet)
     desc = json.loads((sup_dir / "config.json").read_text())
@@ -107,20 +160,25 @@ def main(argv=None) -> dict:
     from cosearch.supernet.evaluate import load_evaluator
     from cosearch.supernet.train import run as train_run
 
-    sup = load_evaluator(sup_dir, a.data_dir)
-    if sup.from_scratch is not None:
+    sup = None if a.only else load_evaluator(sup_dir, a.data_dir)
+    if sup is not None and sup.from_scratch is not None:
         sys.exit(f"error: {sup_dir} is a from-scratch run; --supernet needs a supernet run")
     if config.data.data_dir != (a.data_dir or config.data.data_dir):
         from dataclasses import replace
 
         config = replace(config, data=replace(config.data, data_dir=a.data_dir))
+    out = Path(a.out)
+    only = set(a.only.split(",")) if a.only else None
+    if only and not only <= set(archs):
+        sys.exit(f"error: --only names {sorted(only - set(archs))} not among {list(archs)}")
     rows = []
     for name, arch in archs.items():
-        workdir = Path(a.runs) / name
-        done = (workdir / "config.json").exists()
-        print(f"== {name}: standalone training ({'resume' if done else 'new'})", flush=True)
-        train_run(config, workdir, resume=done, from_scratch=arch)
-        alone = load_evaluator(workdir, a.data_dir).windows(arch, a.split)
+        if only and name not in only:
+            continue
+        alone = standalone(name, arch, config, Path(a.runs), out, a.split, a.data_dir, train_run)
+        if only:
+            print(f"{name}: standalone {alone.ppl:.1f}", flush=True)
+            continue
         inherited = sup.windows(arch, a.split)
         rows.append(
             {
@@ -136,6 +194,8 @@ def main(argv=None) -> dict:
             }
         )
         print(f"{name}: standalone {alone.ppl:.1f}, supernet {inherited.ppl:.1f}", flush=True)
+    if only:
+        return {}
     alone = np.array([r["standalone_ppl"] for r in rows])
     res = {
         "what": "rank agreement of supernet-inherited vs standalone-trained perplexity "
@@ -156,7 +216,6 @@ def main(argv=None) -> dict:
         res[f"proxy_{proxy}_kendall_tau_ci"] = st["kendall_tau_ci"]
         res[f"proxy_{proxy}_spearman"] = st["spearman"]
     res["rows"] = rows
-    out = Path(a.out)
     write_json_atomic(out / "ranking.json", res)
     lines = [
         "| arch | name | decoder params (M) | standalone ppl | supernet ppl |",
