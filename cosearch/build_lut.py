@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from cosearch.cli import add_verbose, main_wrapper, make_parser
+from cosearch.hw import timeloop
 from cosearch.hw.build import LutJob, run
 from cosearch.hw.cost_model import REGIMES
 from cosearch.hw.executor import EXECUTORS
@@ -100,16 +102,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--harder-victory",
         type=int,
         default=15000,
-        help="victory condition for re-running unconverged rows",
+        help="victory condition of the first re-run of an unconverged row; each further "
+        "try multiplies it by harder-victory/victory again (and the wall limit with it)",
     )
     p.add_argument("--max-tries", type=int, default=2, help="Timeloop runs per row at most")
     p.add_argument(
         "--mapper-timeout-s",
         type=float,
         default=30.0,
-        help="wall seconds before the mapper is asked (SIGINT) for its best",
+        help="wall seconds before the mapper is asked (SIGINT) for its best mapping; rows "
+        "whose kept search it cut have wall_cut=1 (a loaded machine needs more)",
     )
-    p.add_argument("--threads", type=int, default=2, help="Timeloop mapper threads")
+    p.add_argument(
+        "--threads", type=int, default=2, help="Timeloop mapper threads (per mapper run)"
+    )
+    p.add_argument(
+        "--tools-note",
+        default=os.environ.get(timeloop.TOOLS_NOTE_ENV),
+        metavar="TEXT",
+        help="Timeloop/Accelergy versions and commits as you state them, recorded in the "
+        "metadata (neither tool reports its version; their hashes are recorded too); "
+        f"default ${timeloop.TOOLS_NOTE_ENV}",
+    )
     add_verbose(p)
     a = p.parse_args(argv)
     if a.shapes and not a.out:
@@ -144,6 +158,7 @@ def _main(argv: list[str] | None = None) -> int:
             wall_timeout_s=a.mapper_timeout_s,
             num_threads=a.threads,
         ),
+        tools_note=a.tools_note,
         **kw,
     )
     for path in run(job):

@@ -40,6 +40,22 @@ def git_commit() -> str:
         return "unknown"
 
 
+def git_dirty() -> bool | None:
+    """Whether tracked files of that repository differ from HEAD (None if unknown): a
+    commit alone does not identify the code that made an artifact when this is True."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def program(module: str | None = None) -> str:
     """How a user runs this entry point: `python -m cosearch.<verb>` for a module of this
     package (from `module`, else from sys.argv[0]), else the script's name."""

@@ -10,12 +10,15 @@ its work units run (`cosearch.hw.executor`: a local thread pool or Ray tasks).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import hashlib
 import json
 import logging
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +40,7 @@ from cosearch.hw.lut import (
     write_text_atomic,
 )
 from cosearch.hw.workload import GEMM_CONTEXT, default_output_layer, space_gemm_shapes
-from cosearch.runinfo import check_output_dir, check_output_file, git_commit
+from cosearch.runinfo import check_output_dir, check_output_file, git_commit, git_dirty
 from cosearch.scenario import Scenario, get_scenario
 from cosearch.space import get_space
 
@@ -67,6 +70,8 @@ class LutJob:
     executor: str = "local"  # 'local' (threads) | 'ray' (one Ray task per work unit)
     ray_address: str | None = None  # join this Ray cluster (default: a local Ray, `jobs` CPUs)
     settings: timeloop.MapperSettings = field(default_factory=timeloop.MapperSettings)
+    # the tools' versions as the user states them (Timeloop and Accelergy report none)
+    tools_note: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in ("analytical", "timeloop"):
@@ -240,6 +245,7 @@ def _timeloop_row(job: LutJob, hw: GemminiConfig, t: tuple, workroot: Path) -> d
         "victory": res.victory,
         "tries": res.tries,
         "mapper_seconds": round(res.mapper_seconds, 2),
+        "wall_cut": int(res.wall_cut),
     }
 
 
@@ -250,15 +256,27 @@ def _cost_unit(job: LutJob, hw: GemminiConfig, todo: list, workroot: Path) -> li
     return [_timeloop_row(job, hw, t, workroot) for t in todo]
 
 
-def _check_tools() -> dict[str, str]:
-    """The Timeloop tools' versions where the work units run; fails if they are missing."""
+def _check_tools(hws: tuple[GemminiConfig, ...], workroot: Path, note: str | None) -> dict:
+    """Where the work units run: the tools' versions, and Accelergy's tables for every
+    config, checked before any mapper runs (a placeholder estimate fails the job here);
+    fails if the tools are missing."""
     timeloop.require_tools()
-    return timeloop.tool_versions()
+    accelergy = {}
+    for hw in hws:
+        wd = timeloop.run_accelergy(hw, workroot / hw.name / "_accelergy")
+        accelergy[hw.name] = timeloop.accelergy_summary(wd)
+    return {"tool_versions": timeloop.tool_versions(note), "accelergy": accelergy}
 
 
 def _meta(
-    job: LutJob, hw: GemminiConfig, rows: list[dict], tool_versions: dict | None = None
+    job: LutJob,
+    hw: GemminiConfig,
+    rows: list[dict],
+    tools: dict | None = None,
+    partial: str | None = None,
 ) -> dict:
+    """`tools`: what `_check_tools` found (None when the job had nothing to run: then the
+    previous metadata's tool record is kept). `partial`: why the table is incomplete."""
     desc = job.description()
     meta = {
         "backend": job.backend,
@@ -269,21 +287,35 @@ def _meta(
         "hw": hw.name,
         "hw_config": hw.__dict__,
         "n_rows": len(rows),
+        "n_shapes": len(desc["shapes"]),
+        "partial": partial,
         "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "executor": job.executor,
         "job_hash": hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16],
     }
     if job.backend == "timeloop":
         secs = [float(r["mapper_seconds"]) for r in rows if r.get("mapper_seconds") != ""]
+        tools = tools or {}
         meta.update(
             {
-                "tool_versions": tool_versions or timeloop.tool_versions(),
+                "tool_versions": tools.get("tool_versions")
+                or timeloop.tool_versions(job.tools_note),
+                "accelergy": tools.get("accelergy", {}).get(hw.name),
                 "spec_hash": timeloop.spec_hash(hw, job.settings),
                 "mapper_settings": job.settings.to_dict(),
+                "victory_per_try": [
+                    job.settings.victory_for_try(k) for k in range(job.settings.max_tries)
+                ],
+                "wall_s_per_try": [
+                    job.settings.wall_for_try(k) for k in range(job.settings.max_tries)
+                ],
                 "mapper_seconds_total": float(np.sum(secs)) if secs else 0.0,
                 "rows_rerun": int(sum(1 for r in rows if int(r.get("tries") or 1) > 1)),
-                "note": "per-row mapper time, victory and tries are columns of the CSV",
+                "rows_wall_cut": int(sum(1 for r in rows if int(r.get("wall_cut") or 0))),
+                "note": "per-row mapper time, victory (of the kept mapping), tries and "
+                "wall_cut (1: the wall limit stopped that search) are columns of the CSV",
             }
         )
     else:
@@ -330,11 +362,34 @@ def _scenario_meta(job: LutJob) -> dict | None:
     return sc.to_dict(L)
 
 
+# Provenance kept from earlier runs of a resumed Timeloop table (one entry per run).
+_RUN_KEYS = ("date_utc", "n_rows", "git_commit", "git_dirty", "tool_versions", "accelergy")
+
+
+def _with_history(meta: dict, path: Path, hw: GemminiConfig) -> dict:
+    """A Timeloop table resumed by this run: its earlier runs' provenance (they may have
+    used another commit or other tools) as `earlier_runs`."""
+    old = meta_path(path)
+    if not old.exists():
+        return meta
+    try:
+        prev = json.loads(old.read_text())
+    except ValueError:
+        return meta
+    prev = prev.get(hw.name, {}) if "backend" not in prev else prev  # --out: one per config
+    earlier = list(prev.get("earlier_runs", []))
+    if prev.get("n_rows"):
+        earlier.append({k: prev.get(k) for k in _RUN_KEYS})
+    return {**meta, "earlier_runs": earlier} if earlier else meta
+
+
 def run(job: LutJob) -> list[Path]:
     """Run the job; returns the files written. Resumable and atomic (see module doc): rows
     are written as their work units finish, on either executor. Units that fail (a mapper
     error, a Ray worker that died on every retry) are reported after the others finished;
-    rerunning the job retries just them."""
+    rerunning the job retries just them. However the job ends (done, failed units,
+    interrupted, SIGTERM), each table is saved with its metadata, whose `partial` says how
+    many shapes are missing and why (None when complete)."""
     shapes = job.shapes()
     tables: dict[Path, list[dict]] = {}
     units: list[tuple[GemminiConfig, Path, list]] = []
@@ -358,48 +413,36 @@ def run(job: LutJob) -> list[Path]:
         )
         units += [(hw, path, todo[i : i + chunk]) for i in range(0, len(todo), chunk)]
     failed: list[tuple[GemminiConfig, list, BaseException]] = []
-    versions = None
+    tools = None
     n_todo = sum(len(u[2]) for u in units)
     workroot = Path(job.workdir) if job.workdir else Path(tempfile.mkdtemp(prefix="cosearch-tl-"))
+    stopped: str | None = "stopped before its first row"
     ex = make_executor(job.executor, job.jobs, job.ray_address) if units else None
     try:
-        if job.backend == "timeloop":  # where the mapper runs: this machine, or a Ray worker
-            versions = (ex.call if ex else lambda f: f())(_check_tools)
-        with tqdm(total=n_todo, desc=f"{job.backend} rows ({job.executor})", unit="row") as bar:
-            args = [(job, hw, todo, workroot) for hw, _, todo in units]
-            for i, rows, err in ex.map_unordered(_cost_unit, args) if ex else ():
-                hw, path, todo = units[i]
-                bar.update(len(todo))
-                if err is not None:
-                    failed.append((hw, todo, err))
-                    log.warning("%s %s: %s", hw.name, todo[0][1:], _one_line(err))
-                    continue
-                tables[path] += rows
-                tables[path].sort(key=_sort_key)
-                write_lut(path, tables[path])  # atomic: a killed job resumes from here
+        with _sigterm_as_interrupt():
+            if job.backend == "timeloop" and units:  # where the mapper runs: here or Ray
+                run_hws = tuple(dict.fromkeys(u[0] for u in units))
+                tools = ex.call(_check_tools, run_hws, workroot, job.tools_note)
+            with tqdm(total=n_todo, desc=f"{job.backend} rows ({job.executor})", unit="row") as bar:
+                args = [(job, hw, todo, workroot) for hw, _, todo in units]
+                for i, rows, err in ex.map_unordered(_cost_unit, args) if ex else ():
+                    hw, path, todo = units[i]
+                    bar.update(len(todo))
+                    if err is not None:
+                        failed.append((hw, todo, err))
+                        log.warning("%s %s: %s", hw.name, todo[0][1:], _one_line(err))
+                        continue
+                    tables[path] += rows
+                    tables[path].sort(key=_sort_key)
+                    write_lut(path, tables[path])  # atomic: a killed job resumes from here
+            stopped = f"{len(failed)} rows failed" if failed else None
+    except BaseException as e:
+        stopped = "interrupted" if isinstance(e, KeyboardInterrupt) else _one_line(e)
+        raise
     finally:
         if ex is not None:
             ex.close()
-    written: list[Path] = []
-    for hw in job.hws:
-        path = job.path(hw)
-        tables[path].sort(key=_sort_key)
-        write_lut(path, tables[path])
-        if job.out is None:
-            hw_rows = [r for r in tables[path] if r["hw"] == hw.name]
-            write_text_atomic(
-                meta_path(path),
-                json.dumps(_meta(job, hw, hw_rows, versions), indent=2, sort_keys=True) + "\n",
-            )
-        if path not in written:
-            written.append(path)
-    if job.out is not None:
-        rows = tables[Path(job.out)]
-        metas = {
-            hw.name: _meta(job, hw, [r for r in rows if r["hw"] == hw.name], versions)
-            for hw in job.hws
-        }
-        write_text_atomic(meta_path(job.out), json.dumps(metas, indent=2, sort_keys=True) + "\n")
+        written = _save(job, tables, shapes, tools, stopped, ran=bool(units))
     if failed:
         hw, todo, err = failed[0]
         n = sum(len(f[1]) for f in failed)
@@ -409,6 +452,70 @@ def run(job: LutJob) -> list[Path]:
             "rerun the same command to retry the failed rows"
         )
     return written
+
+
+def _save(
+    job: LutJob,
+    tables: dict[Path, list[dict]],
+    shapes: list,
+    tools: dict | None,
+    stopped: str | None,
+    ran: bool,
+) -> list[Path]:
+    """Write every table and its metadata. A Timeloop table this run added nothing to
+    keeps its metadata as it was (the tools that made its rows are recorded there)."""
+
+    def partial(n_rows: int) -> str | None:
+        if n_rows >= len(shapes):
+            return None
+        why = stopped or "rows missing"
+        return (
+            f"{n_rows} of {len(shapes)} shapes ({why}); rerun the same command to add the "
+            "missing rows"
+        )
+
+    keep_meta = job.backend == "timeloop" and not ran
+    written: list[Path] = []
+    for hw in job.hws:
+        path = job.path(hw)
+        tables[path].sort(key=_sort_key)
+        write_lut(path, tables[path])
+        if job.out is None and not (keep_meta and meta_path(path).exists()):
+            hw_rows = [r for r in tables[path] if r["hw"] == hw.name]
+            meta = _meta(job, hw, hw_rows, tools, partial(len(hw_rows)))
+            if job.backend == "timeloop":
+                meta = _with_history(meta, path, hw)
+            write_text_atomic(meta_path(path), json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        if path not in written:
+            written.append(path)
+    if job.out is not None and not (keep_meta and meta_path(job.out).exists()):
+        rows = tables[Path(job.out)]
+        metas = {}
+        for hw in job.hws:
+            hw_rows = [r for r in rows if r["hw"] == hw.name]
+            metas[hw.name] = _meta(job, hw, hw_rows, tools, partial(len(hw_rows)))
+            if job.backend == "timeloop":
+                metas[hw.name] = _with_history(metas[hw.name], Path(job.out), hw)
+        write_text_atomic(meta_path(job.out), json.dumps(metas, indent=2, sort_keys=True) + "\n")
+    return written
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """A job stopped with SIGTERM (kill, a batch system) saves its tables and metadata as
+    an interrupted one does; only in the main thread, where handlers can be set."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _one_line(e: BaseException) -> str:

@@ -67,6 +67,8 @@ LUT_COLUMNS = (
     "tries",
     "mapper_seconds",
 )
+# Timeloop tables only: 1 where the wall limit stopped the kept mapping's search
+TIMELOOP_COLUMNS = ("wall_cut",)
 BACKENDS = ("auto", "lut", "analytical")
 KINDS = GEMM_KINDS + NONLINEAR_KINDS + MEMORY_KINDS
 
@@ -149,7 +151,7 @@ def _lut_row(path: Path, line: int, r: dict, hws: dict[str, bool]) -> dict:
         if v is None or not math.isfinite(v) or v <= 0:
             raise bad(f"{k} must be a positive finite number, got {r.get(k)!r}")
         r[k] = v
-    for k in ("victory", "tries", "mapper_seconds"):
+    for k in ("victory", "tries", "mapper_seconds", *TIMELOOP_COLUMNS):
         if r.get(k) not in (None, ""):
             v = _number(r[k])
             if v is None or not v >= 0:
@@ -174,11 +176,14 @@ def _number(v: str | None) -> float | None:
 
 
 def write_lut(path: str | Path, rows: Iterable[dict]) -> None:
-    """Write rows atomically (temp file in the same directory, then os.replace)."""
+    """Write rows atomically (temp file in the same directory, then os.replace); the
+    Timeloop-only columns only where a row has them."""
+    rows = list(rows)
+    cols = LUT_COLUMNS + tuple(c for c in TIMELOOP_COLUMNS if any(r.get(c, "") != "" for r in rows))
     write_csv_atomic(
         path,
-        LUT_COLUMNS,
-        ({k: _fmt(r.get(k, "")) for k in LUT_COLUMNS} for r in rows),
+        cols,
+        ({k: _fmt(r.get(k, "")) for k in cols} for r in rows),
         extrasaction="ignore",
     )
 
