@@ -22,7 +22,17 @@ the sweep goes on; rerunning with the same --out resumes.
         --archs largest,smallest,pareto:runs/search/cpu/pareto.json \\
         --seq 128,256,512,1024,2048,4096,8192 --attention dense,chunked \\
         --mem-limit-gb 4 --out experiments/walls/results
+
+With --scenario decode it measures generation with a KV cache instead: a jitted
+single-token step against a cache preallocated to each context, for every batch size:
+
+    python -m cosearch.profile_wall --checkpoint runs/supernet-cpu --scenario decode \
+        --contexts 128,512,2048,8192,32768 --batches 1,4,16,64 --out runs/walls-decode
 """
+
+DEFAULT_SEQ = "128,256,512,1024,2048,4096,8192"
+DEFAULT_CONTEXTS = "128,512,2048,8192,32768"
+DEFAULT_BATCHES = "1,4,16,64"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,11 +59,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "each pareto:FILE, evenly spaced along the front (default 3)",
     )
     p.add_argument(
-        "--seq",
-        default="128,256,512,1024,2048,4096,8192",
-        help="sequence lengths, comma list of positive integers",
+        "--scenario",
+        default="prefill",
+        choices=["prefill", "decode"],
+        help="prefill: the forward over whole sequences (default); decode: KV-cache "
+        "generation, one token per sequence per step, against --contexts x --batches",
     )
-    p.add_argument("--batch", type=int, default=1, help="batch size (default 1, as the study)")
+    p.add_argument(
+        "--seq",
+        default=None,
+        help=f"prefill: sequence lengths, comma list of positive integers (default {DEFAULT_SEQ})",
+    )
+    p.add_argument("--batch", type=int, default=1, help="prefill: batch size (default 1)")
+    p.add_argument(
+        "--contexts",
+        default=None,
+        help=f"decode: context lengths the cache is preallocated to (default {DEFAULT_CONTEXTS})",
+    )
+    p.add_argument(
+        "--batches",
+        default=None,
+        help=f"decode: batch sizes, comma list (default {DEFAULT_BATCHES})",
+    )
+    p.add_argument(
+        "--decode-steps",
+        type=int,
+        default=8,
+        help="decode: single-token steps per timed run, at the end of the context (default 8)",
+    )
     p.add_argument(
         "--attention",
         default="dense,chunked",
@@ -110,11 +143,23 @@ def _main(argv: list[str] | None = None) -> dict:
     setup_logging(args.verbose)
     if args.quiet:
         logging.getLogger().setLevel(logging.WARNING)
+    from cosearch.errors import UsageError
+    from cosearch.parsing import positive_ints
     from cosearch.wall.sweep import SweepOptions, parse_attention, parse_seq, run
 
+    decode = args.scenario == "decode"
+    wrong = ("--seq", args.seq) if decode else ("--contexts", args.contexts)
+    if wrong[1] is not None or (not decode and args.batches is not None):
+        flag = wrong[0] if wrong[1] is not None else "--batches"
+        right = "--contexts/--batches" if decode else "--seq/--batch"
+        raise UsageError(f"{flag} does not apply to --scenario {args.scenario}; use {right}")
+    seq = (args.contexts or DEFAULT_CONTEXTS) if decode else (args.seq or DEFAULT_SEQ)
     opts = SweepOptions(
         archs=args.archs,
-        seq=parse_seq(args.seq),
+        seq=positive_ints(seq, "--contexts", "128,2048") if decode else parse_seq(seq),
+        scenario=args.scenario,
+        batches=positive_ints(args.batches or DEFAULT_BATCHES, "--batches", "1,4,16"),
+        steps=args.decode_steps,
         attention=parse_attention(args.attention),
         batch=args.batch,
         mem_limit_gb=args.mem_limit_gb or None,
@@ -135,7 +180,8 @@ def _main(argv: list[str] | None = None) -> dict:
         def progress(cases):
             bar = tqdm(cases, desc="cases", unit="case")
             for m, case in bar:
-                bar.set_postfix_str(f"{m.label} L={case.seq_len} {case.attention}")
+                what = f"b={case.batch}" if case.scenario == "decode" else case.attention
+                bar.set_postfix_str(f"{m.label} L={case.seq_len} {what}")
                 yield m, case
 
     s = run(args.checkpoint, args.out, opts, progress=progress)

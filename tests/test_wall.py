@@ -198,7 +198,7 @@ def test_sweep_records_failures_continues_and_resumes(tmp_path, tiny_checkpoint)
         seq=(64, 128),
         attention=("dense",),
         runs=5,
-        timeout_s=60,
+        timeout_s=600,  # generous: on a loaded machine import + compile alone can take a minute
         hw=("gemmini-64k-256k",),
     )
     # 1) an absurd memory limit: the first case is killed as OOM, the next one is skipped
@@ -226,3 +226,92 @@ def test_sweep_records_failures_continues_and_resumes(tmp_path, tiny_checkpoint)
     md = (out / "tables.md").read_text()
     assert "| 64 | 100% (1/1)" in md and "| Low |" in md  # longest working length 128
     assert (out / "modelled.csv").read_text().count("gemmini-64k-256k") == 2
+
+
+# ----- decode scenario ----------------------------------------------------------------------
+def test_decode_skips_larger_batches_and_extrapolates_linearly():
+    opts = SweepOptions(timeout_s=100, runs=5, warmup=1, scenario="decode")
+    meta = {"arch_id": "a", "attention": "dense", "logits": "all", "scenario": "decode"}
+    oom = {**_rec("a", "dense", 1024, "oom"), "scenario": "decode", "batch": 4}
+    # a larger batch at the same context, or a longer context at a larger batch: skipped
+    assert _skip_reason({**meta, "seq_len": 1024, "batch": 16}, [oom], opts).startswith(
+        "oom at L=1024, batch 4"
+    )
+    assert _skip_reason({**meta, "seq_len": 4096, "batch": 4}, [oom], opts).startswith("oom")
+    assert _skip_reason({**meta, "seq_len": 4096, "batch": 1}, [oom], opts) is None
+    assert _skip_reason({**meta, "seq_len": 1024, "batch": 4}, [], opts) is None
+    # a prefill failure says nothing about decode
+    assert (
+        _skip_reason({**meta, "seq_len": 4096, "batch": 4}, [{**oom, "scenario": "prefill"}], opts)
+        is None
+    )
+    # one working point: decode grows linearly (16 s x 4 x 6 = 384 s), prefill quadratically
+    ok = [{**_rec("a", "dense", 1024, "ok", 16.0), "scenario": "decode", "batch": 1}]
+    assert _skip_reason({**meta, "seq_len": 4096, "batch": 1}, ok, opts).startswith(
+        "predicted 384 s"
+    )
+
+
+def test_decode_summaries_say_memory_or_time():
+    from cosearch.wall.report import decode_summaries, wall_kind
+
+    def rec(b, L, status, reason=""):
+        r = {**_rec("a", "dense", L, status, 0.01), "batch": b, "scenario": "decode"}
+        r.update(reason=reason or r["reason"], kv_cache_mb=b * L / 1024, decode_steps=8)
+        return r
+
+    recs = [
+        rec(1, 128, "ok"),
+        rec(1, 1024, "ok"),
+        rec(1, 8192, "timeout", "timeout over 100 s"),
+        rec(8, 128, "ok"),
+        rec(8, 1024, "oom", "RSS passed the limit"),
+        rec(8, 8192, "skipped", "oom at L=1024: longer ..."),
+        rec(64, 128, "skipped", "predicted 500 s > the 100 s timeout"),
+    ]
+    rows = {r["batch"]: r for r in decode_summaries(recs)}
+    assert rows[1]["longest_ok"] == 1024 and rows[1]["wall"] == "time"
+    assert rows[8]["longest_ok"] == 128 and rows[8]["wall"] == "memory"
+    assert rows[64]["longest_ok"] is None and rows[64]["wall"] == "time"
+    assert rows[1]["kv_cache_mb"] == 1.0 and rows[1]["forward_mb"] == 100.0
+    assert wall_kind(None) == "none"
+
+
+def test_decode_sweep_measures_cache_and_resumes(tmp_path, tiny_checkpoint):
+    out = tmp_path / "decode"
+    opts = SweepOptions(
+        archs="largest",
+        seq=(16,),
+        scenario="decode",
+        batches=(1, 3),
+        steps=4,
+        mem_limit_gb=8.0,
+        timeout_s=600,
+    )
+    s = run(tiny_checkpoint, out, opts)
+    recs = read_results(out)
+    assert s["run"] == 2 and [r["status"] for r in recs] == ["ok", "ok"], recs
+    space = get_space("tiny")
+    big = space.largest()
+    for r in recs:
+        assert r["scenario"] == "decode" and r["decode_steps"] == 4
+        # [layers, 2, batch, heads, context, d_head] float32
+        planned = big.n_layers * 2 * r["batch"] * max(big.heads) * 16 * space.head_dim * 4
+        assert r["kv_cache_mb"] == pytest.approx(planned / 2**20)
+        assert r["tokens_per_s"] == pytest.approx(r["batch"] * 4 / r["median_s"])
+        assert r["prob_sum_last"] == pytest.approx(1.0, abs=1e-4)
+    md = (out / "tables.md").read_text()
+    assert "Decode walls" in md and (out / "decode_tokens_per_s.png").is_file()
+    assert not (out / "modelled.csv").exists()  # the Gemmini view models prefill only
+    assert run(tiny_checkpoint, out, opts)["resumed"] == 2
+    with pytest.raises(ValueError, match="decode steps"):
+        run(tiny_checkpoint, out, SweepOptions(**{**opts.__dict__, "steps": 32}))
+
+
+def test_profile_wall_decode_flags_are_checked(tmp_path, tiny_checkpoint):
+    from cosearch.profile_wall import main
+
+    base = ["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o")]
+    assert main([*base, "--scenario", "decode", "--seq", "128"]) == 2  # --contexts for decode
+    assert main([*base, "--batches", "1,2"]) == 2  # prefill takes --batch
+    assert main([*base, "--scenario", "decode", "--batches", "0"]) == 2

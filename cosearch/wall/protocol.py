@@ -1,5 +1,10 @@
 """One profiling case, isolated: (arch, sequence length, batch, attention) in a subprocess.
 
+Two scenarios: `prefill` times the forward over the whole sequence; `decode` times
+generation with a KV cache preallocated to the context (`seq_len`): `steps` jitted
+single-token steps (`cosearch.supernet.decode.decode_step`, cache donated) per timed run,
+at the last positions of the context, where every step attends the whole cache.
+
 Owns the measurement protocol of the throughput-wall study (baseline memory, timed load,
 compile, warm-up, >= 5 timed runs, peak memory) and the parent-side isolation: the case
 runs in `python -m cosearch.wall.protocol`, watched by an RSS watchdog (psutil) that
@@ -51,12 +56,16 @@ class Case:
     runs: int = 5
     warmup: int = 1
     seed: int = 0
+    scenario: str = "prefill"  # "decode": KV-cache generation with a context of seq_len
+    steps: int = 8  # decode: single-token steps per timed run
 
     def key(self) -> str:
         """Identity of the case in results files (resume skips finished keys)."""
         from cosearch.space import Arch
 
         a = Arch.from_dict(self.arch).short()
+        if self.scenario == "decode":
+            return f"{a}|decode|C{self.seq_len}|b{self.batch}|steps{self.steps}"
         return f"{a}|L{self.seq_len}|b{self.batch}|{self.attention}|logits-{self.logits}"
 
 
@@ -140,20 +149,13 @@ def measure(case: Case, out: Path) -> dict:
     )
     _write(out, rec)
 
-    # Compile the forward for this shape (and note XLA's planned scratch memory).
-    last = case.logits == "last"
+    program = _decode_program if case.scenario == "decode" else _prefill_program
+    run_once, args, tokens_per_run, extra = program(case, model, sub)
+    rec.update(extra)
 
-    def forward(p, x):
-        if not last:
-            return model.apply(p, x)
-        h = model.apply(p, x, method=lambda mod, t: mod.hidden(t))
-        return model.apply(p, h[:, -1:], method=lambda mod, hh: mod.embedding.log_prob_blocks(hh))
-
-    tokens = jax.random.randint(
-        jax.random.key(case.seed), (case.batch, case.seq_len), 0, model.vocab, dtype=jnp.int32
-    )
+    # Compile for this shape (and note XLA's planned scratch memory).
     t = time.perf_counter()
-    compiled = jax.jit(forward).lower(sub, tokens).compile()
+    compiled = jax.jit(run_once, donate_argnums=_DONATE[case.scenario]).lower(*args).compile()
     rec.update(stage="compiled", compile_s=time.perf_counter() - t)
     try:
         ma = compiled.memory_analysis()
@@ -163,18 +165,17 @@ def measure(case: Case, out: Path) -> dict:
         pass
     _write(out, rec)
 
-    # Warm-up, then the timed runs; the peak-RSS mark is reset so it covers the forward.
+    # Warm-up, then the timed runs; the peak-RSS mark is reset so it covers the runs.
     reset = _reset_peak_rss()
     t = time.perf_counter()
     for _ in range(case.warmup):
-        jax.block_until_ready(compiled(sub, tokens))
+        res, args = _call(compiled, args, case.scenario)
     rec.update(stage="warm", warmup_s=time.perf_counter() - t)
     _write(out, rec)
     times = []
     for _ in range(case.runs):
         t = time.perf_counter()
-        res = compiled(sub, tokens)
-        jax.block_until_ready(res)
+        res, args = _call(compiled, args, case.scenario)
         times.append(time.perf_counter() - t)
     prob_sum = float(sum(jnp.exp(b[0, -1]).sum() for b in res))
     med = statistics.median(times)
@@ -186,7 +187,7 @@ def measure(case: Case, out: Path) -> dict:
         min_s=min(times),
         max_s=max(times),
         iqr_s=q[2] - q[0],
-        tokens_per_s=case.batch * case.seq_len / med,
+        tokens_per_s=tokens_per_run / med,
         peak_rss_mb=_peak_rss_mb(),
         peak_reset=reset,
         prob_sum_last=prob_sum,
@@ -198,6 +199,77 @@ def measure(case: Case, out: Path) -> dict:
             rec["peak_device_mb"] = stats["peak_bytes_in_use"] / 2**20
     _write(out, rec)
     return rec
+
+
+_DONATE = {"prefill": (), "decode": (1,)}  # decode: the cache is updated in place
+
+
+def _prefill_program(case: Case, model, sub):
+    """(forward(params, tokens), its arguments, tokens per call, record fields)."""
+    import jax
+    import jax.numpy as jnp
+
+    last = case.logits == "last"
+
+    def forward(p, x):
+        if not last:
+            return model.apply(p, x)
+        h = model.apply(p, x, method=lambda mod, t: mod.hidden(t))
+        return model.apply(p, h[:, -1:], method=lambda mod, hh: mod.embedding.log_prob_blocks(hh))
+
+    tokens = jax.random.randint(
+        jax.random.key(case.seed), (case.batch, case.seq_len), 0, model.vocab, dtype=jnp.int32
+    )
+    return forward, (sub, tokens), case.batch * case.seq_len, {}
+
+
+def _decode_program(case: Case, model, sub):
+    """(`steps` decode steps (params, cache, tokens) -> (log-probs (B, 1, .), cache), its
+    arguments, tokens per call, record fields). The steps run at the context's last
+    positions, so each attends (nearly) the whole cache; the cache is zeros, which costs
+    what a prefilled one does (the step's shapes do not depend on its contents)."""
+    import jax
+    import jax.numpy as jnp
+
+    from cosearch.supernet.decode import cache_bytes, decode_step, init_cache
+
+    if case.steps > case.seq_len:
+        raise ValueError(f"{case.steps} decode steps do not fit a context of {case.seq_len}")
+    start = case.seq_len - case.steps
+    step = decode_step  # inlined into the one jit around all the steps
+
+    def steps(p, cache, tokens):
+        def body(c, pos):
+            blocks, c = step(model, p, c, tokens[:, pos - start], pos)
+            return c, None
+
+        cache, _ = jax.lax.scan(body, cache, start + jnp.arange(case.steps - 1))
+        blocks, cache = step(model, p, cache, tokens[:, -1], jnp.int32(case.seq_len - 1))
+        return [b[:, None] for b in blocks], cache
+
+    tokens = jax.random.randint(
+        jax.random.key(case.seed), (case.batch, case.steps), 0, model.vocab, dtype=jnp.int32
+    )
+    cache = init_cache(model, case.batch, case.seq_len)
+    jax.block_until_ready(cache)
+    extra = {
+        "kv_cache_mb": cache_bytes(model, case.batch, case.seq_len) / 2**20,
+        "decode_steps": case.steps,
+        "rss_cache_mb": _rss_mb(),
+    }
+    return steps, (sub, cache, tokens), case.batch * case.steps, extra
+
+
+def _call(compiled, args: tuple, scenario: str):
+    """Run once to completion; returns (outputs, the arguments of the next call: the
+    updated cache replaces the donated one)."""
+    import jax
+
+    res = jax.block_until_ready(compiled(*args))
+    if scenario == "decode":
+        res, cache = res
+        args = (args[0], cache, args[2])
+    return res, args
 
 
 def child_main(argv: list[str]) -> int:

@@ -3,8 +3,11 @@
 Owns the study's class function (High >= 1024 tokens, Medium 512-1023, Low 128-511, Very
 low < 128, Failed), the seed study's reference numbers, log-log scaling exponents of time
 and memory in sequence length, the predicted out-of-memory length, and the files written
-next to the results: `tables.md` and four PNGs. Reads only `results.jsonl`, `run.json` and
-`modelled.csv`; it must not run anything, so it can be rerun on a finished sweep.
+next to the results: `tables.md` and four PNGs. For a `decode` sweep (KV-cache generation)
+it gives, per model and batch size, the longest context that runs and whether the wall
+there is memory (the cache) or time, with `decode_*.png`. Reads only `results.jsonl`,
+`run.json` and `modelled.csv`; it must not run anything, so it can be rerun on a finished
+sweep.
 """
 
 from __future__ import annotations
@@ -409,13 +412,246 @@ def markdown(records: list[dict], run: dict, modelled: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ----- decode: KV-cache generation ------------------------------------------------------------
+def is_decode(r: dict) -> bool:
+    return r.get("scenario") == "decode"
+
+
+def wall_kind(r: dict | None) -> str:
+    """What stopped a case: 'memory' (out of memory, or skipped after one), 'time'
+    (timeout, or skipped as predicted past it), 'error', or 'none'."""
+    if r is None:
+        return "none"
+    why = r["status"] if r["status"] != "skipped" else r.get("reason", "")
+    if why.startswith("oom"):
+        return "memory"
+    if why.startswith(("timeout", "predicted")):
+        return "time"
+    return "error"
+
+
+def decode_summaries(records: list[dict]) -> list[dict]:
+    """One row per (model, batch) of a decode sweep: the longest context that runs, the
+    first failure past it and its kind (`wall_kind`), tokens/s per context, and at the
+    longest working context the measured memory beside the cache's planned bytes."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[(r["label"], r["arch_id"], r["batch"])].append(r)
+    rows = []
+    for (label, arch_id, batch), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["seq_len"])
+        ok = [r for r in rs if r["status"] == "ok"]
+        longest = ok[-1] if ok else None
+        first_fail = next(
+            (r for r in rs if r["status"] != "ok" and (not ok or r["seq_len"] > ok[-1]["seq_len"])),
+            None,
+        )
+        fwd = activation_mb(longest) if longest else None
+        rows.append(
+            {
+                "label": label,
+                "arch_id": arch_id,
+                "batch": batch,
+                "params": next((r["params"] for r in rs if r.get("params")), None),
+                "longest_ok": longest["seq_len"] if longest else None,
+                "first_fail": first_fail["seq_len"] if first_fail else None,
+                "first_fail_status": first_fail["status"] if first_fail else None,
+                "first_fail_reason": first_fail["reason"] if first_fail else None,
+                "wall": wall_kind(first_fail),
+                "tokens_per_s": {r["seq_len"]: r["tokens_per_s"] for r in ok},
+                "peak_rss_mb": longest.get("peak_rss_mb") if longest else None,
+                "kv_cache_mb": longest.get("kv_cache_mb") if longest else None,
+                "forward_mb": fwd,
+                "cache_share": (longest["kv_cache_mb"] / fwd) if longest and fwd else None,
+                "time_exp": fit_exponent(
+                    [r["seq_len"] for r in ok if r["seq_len"] >= 2048],
+                    [r["median_s"] for r in ok if r["seq_len"] >= 2048],
+                ),
+            }
+        )
+    return sorted(rows, key=lambda r: (r["label"], r["batch"]))
+
+
+def decode_markdown(records: list[dict], run: dict) -> str:
+    opts = run.get("options", {})
+    m = run.get("machine", {})
+    device = next((r["device"] for r in records if r.get("device")), "?")
+    contexts = sorted({r["seq_len"] for r in records} | set(opts.get("seq") or ()))
+    lines = [
+        "# Decode walls (KV-cache generation): tables",
+        "",
+        f"- checkpoint: `{run.get('checkpoint')}` (space `{run.get('space')}`, vocab "
+        f"{run.get('vocab_size')}), commit {str(run.get('git_commit', ''))[:10]}",
+        f"- machine: {m.get('cpu_count')} CPUs, {m.get('mem_total_gb')} GiB RAM, "
+        f"{m.get('platform')}; device {device}",
+        f"- memory limit {opts.get('mem_limit_gb')} GiB (RSS watchdog), timeout "
+        f"{opts.get('timeout_s')} s per case; a timed run = {opts.get('steps')} jitted "
+        f"single-token steps at the context's end (every sequence of the batch one token per "
+        f"step), {opts.get('runs')} timed runs after {opts.get('warmup')} warm-up",
+        "- cache preallocated to the context, float32 [layers, 2, batch, heads, context, "
+        "d_head]; tokens/s = batch x steps / median run time",
+        f"- cases: {len(records)}; wall time of the cases "
+        f"{sum(r.get('case_wall_s', 0) for r in records) / 60:.1f} min",
+        "",
+        "## The wall per model and batch",
+        "",
+        "Wall = what stopped the first failing context: memory (out of memory, or skipped "
+        "after a shorter context or smaller batch ran out) or time (timeout, or skipped as "
+        "predicted past it). Memory at the longest working context: peak RSS, the forward's "
+        "share above the loaded model, and the KV cache planned for it.",
+        "",
+        "| model | arch | batch | longest ok context | first failure | wall | "
+        "tok/s @128 | tok/s @longest | peak RSS MiB | above loaded MiB | KV cache MiB | "
+        "time exp (>= 2048) |",
+        "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    summ = decode_summaries(records)
+    for s in summ:
+        ff = f"{s['first_fail']} ({s['first_fail_status']})" if s["first_fail"] else "none"
+        tps = s["tokens_per_s"]
+        lines.append(
+            f"| {s['label']} | `{s['arch_id']}` | {s['batch']} | {_f(s['longest_ok'], 'd')} | "
+            f"{ff} | {s['wall']} | {_f(tps.get(128), '.0f')} | "
+            f"{_f(tps.get(s['longest_ok']), '.0f')} | {_f(s['peak_rss_mb'], '.0f')} | "
+            f"{_f(s['forward_mb'], '.0f')} | {_f(s['kv_cache_mb'], '.0f')} | "
+            f"{_f(s['time_exp'], '.2f')} |"
+        )
+    fails = [s for s in summ if s["first_fail_reason"]]
+    if fails:
+        lines += ["", "First failure reasons:", ""]
+        lines += [
+            f"- {s['label']} batch {s['batch']} at context {s['first_fail']}: "
+            f"{s['first_fail_reason']}"
+            for s in fails
+        ]
+    lines += ["", "## Tokens/s by batch and context", ""]
+    by = {(r["label"], r["batch"], r["seq_len"]): r for r in records}
+    for label in sorted({r["label"] for r in records}):
+        batches = sorted({r["batch"] for r in records if r["label"] == label})
+        lines += [
+            f"{label}:",
+            "",
+            "| batch | " + " | ".join(str(c) for c in contexts) + " |",
+            "|---:|" + "---:|" * len(contexts),
+        ]
+        for b in batches:
+            cells = []
+            for c in contexts:
+                r = by.get((label, b, c))
+                cells.append(
+                    "-"
+                    if r is None
+                    else f"{r['tokens_per_s']:.0f}"
+                    if r["status"] == "ok"
+                    else r["status"]
+                )
+            lines.append(f"| {b} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [
+        "## Every case",
+        "",
+        "| model | batch | context | status | ms per step (IQR of runs) | tokens/s | "
+        "peak RSS MiB | above loaded MiB | KV cache MiB | XLA temp MiB | compile s |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(records, key=lambda r: (r["label"], r["batch"], r["seq_len"])):
+        ok = r["status"] == "ok"
+        steps = r.get("decode_steps") or opts.get("steps") or 1
+        ms = f"{1e3 * r['median_s'] / steps:.2f} ({1e3 * r['iqr_s'] / steps:.2f})" if ok else "-"
+        lines.append(
+            f"| {r['label']} | {r['batch']} | {r['seq_len']} | {r['status']} | {ms} | "
+            f"{_f(r.get('tokens_per_s') if ok else None, '.0f')} | "
+            f"{_f(r.get('peak_rss_mb') if ok else r.get('watchdog_max_rss_mb'), '.0f')} | "
+            f"{_f(activation_mb(r) if ok else None, '.0f')} | {_f(r.get('kv_cache_mb'), '.0f')} | "
+            f"{_f(r.get('xla_temp_mb'), '.0f')} | {_f(r.get('compile_s'), '.2f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_decode(out: Path, records: list[dict]) -> list[Path]:
+    """decode_tokens_per_s.png and decode_memory.png: one panel per model, one line per
+    batch size against the context; memory beside the loaded model + the planned cache."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = sorted({r["label"] for r in records})
+    batches = sorted({r["batch"] for r in records})
+    color = {b: f"C{i % 10}" for i, b in enumerate(batches)}
+    limit = next((r.get("mem_limit_gb") for r in records if r.get("mem_limit_gb")), None)
+    paths = []
+    for name, ylabel in (("tokens_per_s", "decode tokens/s"), ("memory", "memory (MiB)")):
+        fig, axes = plt.subplots(1, len(labels), figsize=(5 * len(labels), 4), squeeze=False)
+        for ax, label in zip(axes[0], labels):
+            for b in batches:
+                rs = sorted(
+                    (r for r in records if r["label"] == label and r["batch"] == b),
+                    key=lambda r: r["seq_len"],
+                )
+                ok = [r for r in rs if r["status"] == "ok"]
+                if not ok:
+                    continue
+                x = [r["seq_len"] for r in ok]
+                field = "tokens_per_s" if name == "tokens_per_s" else "peak_rss_mb"
+                ax.plot(x, [r[field] for r in ok], "-o", color=color[b], label=f"b={b}")
+                if name == "memory":
+                    ax.plot(
+                        x,
+                        [r["rss_loaded_mb"] + r["kv_cache_mb"] for r in ok],
+                        ":",
+                        color=color[b],
+                    )
+                bad = [r for r in rs if r["status"] in ("oom", "timeout")]
+                if bad:
+                    y = (
+                        [limit * 1024] * len(bad)
+                        if name == "memory" and limit
+                        else [ok[-1][field]] * len(bad)
+                    )
+                    ax.plot([r["seq_len"] for r in bad], y, "x", color=color[b], markersize=10)
+            if name == "memory" and limit:
+                ax.axhline(limit * 1024, color="k", lw=0.8, ls=":")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("context (tokens)")
+            ax.set_ylabel(ylabel)
+            ax.set_title(label)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.suptitle(
+            "KV-cache decode: "
+            + (
+                "tokens/s (x: failed)"
+                if name == "tokens_per_s"
+                else "peak RSS (solid), loaded model + planned KV cache (dotted), limit, x: failed"
+            ),
+            fontsize=9,
+        )
+        fig.tight_layout()
+        paths.append(out / f"decode_{name}.png")
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
+    return paths
+
+
 def write_report(out: str | Path) -> Path:
-    """tables.md and the plots from the results in `out`; returns the markdown's path."""
+    """tables.md and the plots from the results in `out`; returns the markdown's path.
+    Prefill and decode records are summarised apart (decode after prefill)."""
     out = Path(out)
     records = list(latest(read_results(out)).values())
+    decode = [r for r in records if is_decode(r)]
+    prefill = [r for r in records if not is_decode(r)]
     modelled = read_modelled(out)
-    if records:
-        plot_all(out, records, modelled)
+    run = read_run(out)
+    parts = []
+    if prefill or not decode:
+        if prefill:
+            plot_all(out, prefill, modelled)
+        parts.append(markdown(prefill, run, modelled))
+    if decode:
+        plot_decode(out, decode)
+        parts.append(decode_markdown(decode, run))
     path = out / TABLES_MD
-    write_text_atomic(path, markdown(records, read_run(out), modelled))
+    write_text_atomic(path, "\n".join(parts))
     return path

@@ -52,6 +52,9 @@ CSV_COLUMNS = (
     "mem_limit_gb",
     "timeout_s",
     "device",
+    "scenario",
+    "decode_steps",
+    "kv_cache_mb",
 )
 
 
@@ -81,11 +84,15 @@ def append_record(out: Path, rec: dict) -> None:
         os.fsync(f.fileno())
     csv_path = out / RESULTS_CSV
     new = not csv_path.exists()
+    columns = CSV_COLUMNS
+    if not new:  # a sweep begun by an older version keeps its header's columns
+        with csv_path.open(newline="") as f:
+            columns = tuple(next(csv.reader(f), CSV_COLUMNS))
     with csv_path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         if new:
             w.writeheader()
-        w.writerow({k: _fmt(rec.get(k, "")) for k in CSV_COLUMNS})
+        w.writerow({k: _fmt(rec.get(k, "")) for k in columns})
 
 
 def _fmt(v):

@@ -2,7 +2,8 @@
 
 Owns the parsing and checking of the sweep's inputs (sequence lengths, the `--archs` spec,
 attention implementations, limits, the output directory), the case order (shortest lengths
-first, so a cut-short sweep still covers every model) and resume (finished keys are
+first, so a cut-short sweep still covers every model; for `decode`, contexts then batch
+sizes) and resume (finished keys are
 skipped; the files are `results`'). Each case runs isolated through
 `protocol.run_isolated`; a failing case is a record, never the end of the sweep. It must
 not measure anything itself.
@@ -33,6 +34,7 @@ from cosearch.wall.results import FAILED, RUN_JSON, append_record, latest, read_
 log = logging.getLogger(__name__)
 
 ATTENTION_IMPLS = ("dense", "chunked")
+SCENARIOS = ("prefill", "decode")
 
 
 # ----- inputs ------------------------------------------------------------------------------
@@ -169,10 +171,20 @@ class SweepOptions:
     hw: tuple[str, ...] = ("gemmini-64k-256k", "gemmini-256k-64k")
     modelled: bool = True
     report: bool = True
+    # "decode": KV-cache generation; `seq` are then contexts, and every batch size of
+    # `batches` is a case (`batch` is prefill's)
+    scenario: str = "prefill"
+    batches: tuple[int, ...] = (1,)
+    steps: int = 8  # decode: single-token steps per timed run
+
+    def case_batches(self) -> tuple[int, ...]:
+        return tuple(self.batches) if self.scenario == "decode" else (self.batch,)
 
 
 def plan(models: list[Model], opts: SweepOptions, checkpoint: str) -> list[tuple[Model, Case]]:
-    """Cases in run order: by length, then model, then attention."""
+    """Cases in run order: by length (context), then model, then attention (decode: batch
+    size; decode has no attention choice: one token against the cache)."""
+    decode = opts.scenario == "decode"
     return [
         (
             m,
@@ -180,53 +192,72 @@ def plan(models: list[Model], opts: SweepOptions, checkpoint: str) -> list[tuple
                 str(checkpoint),
                 m.arch.to_dict(),
                 L,
-                opts.batch,
+                b,
                 impl,
                 opts.logits,
                 opts.runs,
                 opts.warmup,
                 opts.seed,
+                opts.scenario,
+                opts.steps,
             ),
         )
         for L in opts.seq
         for m in models
-        for impl in opts.attention
+        for impl in (("dense",) if decode else opts.attention)
+        for b in opts.case_batches()
     ]
 
 
 def _group(rec: dict) -> tuple:
-    return (rec["arch_id"], rec["batch"], rec["attention"], rec["logits"])
+    """Cases of one model whose memory and time grow with length and batch only."""
+    return (rec["arch_id"], rec["attention"], rec["logits"], rec.get("scenario", "prefill"))
 
 
-def predicted_case_s(ok: list[dict], seq_len: int, runs: int, warmup: int) -> float:
+def predicted_case_s(
+    ok: list[dict], seq_len: int, runs: int, warmup: int, max_slope: float = 2.0
+) -> float:
     """Wall time of a case at `seq_len` extrapolated from the working shorter ones of the
     same model: the forward grows with the local log-log slope of the last two (clipped to
-    [1, 2]; 2 with one point), load and compile as measured at the longest."""
+    [min(1, max_slope), max_slope]; max_slope with one point), load and compile as
+    measured at the longest. max_slope: 2 for a prefill (quadratic attention), 1 for a
+    decode step (one token against a cache linear in the context)."""
     ok = sorted(ok, key=lambda r: r["seq_len"])
     prev = ok[-1]
-    b = 2.0
+    b = max_slope
     if len(ok) >= 2:
         a = ok[-2]
         b = math.log(prev["median_s"] / a["median_s"]) / math.log(prev["seq_len"] / a["seq_len"])
-        b = min(max(b, 1.0), 2.0)
+        b = min(max(b, min(1.0, max_slope)), max_slope)
     fixed = sum(prev.get(k) or 0.0 for k in ("import_s", "load_s", "compile_s"))
     return fixed + (runs + warmup) * prev["median_s"] * (seq_len / prev["seq_len"]) ** b
 
 
 def _skip_reason(meta: dict, records: Iterable[dict], opts: SweepOptions) -> str | None:
-    """Why a case need not run: a shorter length of the same model already ran out of
-    memory or time, or the quadratic extrapolation of the longest working one says the
-    case cannot finish within the timeout."""
-    same = [r for r in records if _group(r) == _group(meta) and r["seq_len"] < meta["seq_len"]]
-    fail = next((r for r in same if r["status"] in ("oom", "timeout")), None)
+    """Why a case need not run: a shorter length (or, at most as long, a smaller batch) of
+    the same model already ran out of memory or time, or the quadratic extrapolation of the
+    longest working one at this batch says the case cannot finish within the timeout."""
+    L, B = meta["seq_len"], meta["batch"]
+    smaller = [
+        r
+        for r in records
+        if _group(r) == _group(meta)
+        and r["seq_len"] <= L
+        and r["batch"] <= B
+        and (r["seq_len"], r["batch"]) != (L, B)
+    ]
+    fail = next((r for r in smaller if r["status"] in ("oom", "timeout")), None)
     if fail is not None:
+        at = f"L={fail['seq_len']}" + (f", batch {fail['batch']}" if fail["batch"] != B else "")
         return (
-            f"{fail['status']} at L={fail['seq_len']}: longer sequences need at least as "
-            "much memory and time"
+            f"{fail['status']} at {at}: longer sequences and larger batches need at least "
+            "as much memory and time"
         )
+    same = [r for r in smaller if r["batch"] == B]
     ok = [r for r in same if r["status"] == "ok"]
     if ok:
-        t = predicted_case_s(ok, meta["seq_len"], opts.runs, opts.warmup)
+        slope = 1.0 if meta.get("scenario") == "decode" else 2.0
+        t = predicted_case_s(ok, meta["seq_len"], opts.runs, opts.warmup, slope)
         if t > opts.timeout_s:
             prev = max(ok, key=lambda r: r["seq_len"])
             return (
@@ -245,6 +276,9 @@ def check_options(opts: SweepOptions) -> None:
         ("--timeout-s", opts.timeout_s, opts.timeout_s > 0, "positive"),
         ("--pareto-max", opts.pareto_max, opts.pareto_max >= 1, "a positive integer"),
         ("--logits", opts.logits, opts.logits in ("all", "last"), "'all' or 'last'"),
+        ("--scenario", opts.scenario, opts.scenario in SCENARIOS, "'prefill' or 'decode'"),
+        ("--batches", opts.batches, all(b >= 1 for b in opts.batches), "positive integers"),
+        ("--decode-steps", opts.steps, opts.steps >= 1, "a positive integer"),
     )
     for flag, value, ok, what in checks:
         if not ok:
@@ -253,6 +287,11 @@ def check_options(opts: SweepOptions) -> None:
         raise UserError(f"--mem-limit-gb must be positive (0 = no limit), got {opts.mem_limit_gb}")
     parse_attention(opts.attention)
     parse_seq(opts.seq)
+    if opts.scenario == "decode" and min(opts.seq) < opts.steps:
+        raise UserError(
+            f"--contexts {min(opts.seq)} is shorter than the {opts.steps} decode steps timed "
+            "per run; give longer contexts or a smaller --decode-steps"
+        )
     if opts.modelled:
         from cosearch.hw.gemmini import get_hw
 
@@ -316,6 +355,7 @@ def run(
             "batch": case.batch,
             "attention": case.attention,
             "logits": case.logits,
+            "scenario": case.scenario,
             "finished_at": None,
         }
         reason = _skip_reason(meta, done.values(), opts) if opts.skip_after_fail else None
@@ -351,7 +391,7 @@ def run(
             log.info("%s: %s (%s)", key, rec["status"], rec["reason"])
     elapsed = time.perf_counter() - t0
     summary = {"out": str(out), "cases": len(cases), "elapsed_s": elapsed, **counts}
-    if opts.modelled:
+    if opts.modelled and opts.scenario == "prefill":  # the Gemmini view models prefill
         from cosearch.wall.modelled import write_modelled
 
         write_modelled(out, space, models, opts.seq, opts.hw)
