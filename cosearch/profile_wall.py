@@ -26,7 +26,7 @@ the sweep goes on; rerunning with the same --out resumes.
 With --scenario decode it measures generation with a KV cache instead: a jitted
 single-token step against a cache preallocated to each context, for every batch size:
 
-    python -m cosearch.profile_wall --checkpoint runs/supernet-cpu --scenario decode \
+    python -m cosearch.profile_wall --checkpoint runs/supernet-cpu --scenario decode \\
         --contexts 128,512,2048,8192,32768 --batches 1,4,16,64 --out runs/walls-decode
 """
 

@@ -191,6 +191,7 @@ def measure(case: Case, out: Path) -> dict:
         peak_rss_mb=_peak_rss_mb(),
         peak_reset=reset,
         prob_sum_last=prob_sum,
+        load_avg_1m=os.getloadavg()[0],  # timings on a shared machine: how shared it was
     )
     rec["tokens_per_s_per_M"] = rec["tokens_per_s"] / (n_params / 1e6)
     if dev.platform != "cpu":

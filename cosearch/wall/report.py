@@ -13,6 +13,7 @@ sweep.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
 from pathlib import Path
 
@@ -472,6 +473,13 @@ def decode_summaries(records: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["label"], r["batch"]))
 
 
+def _load_range(records: list[dict]) -> str:
+    loads = [r["load_avg_1m"] for r in records if r.get("load_avg_1m") is not None]
+    if not loads:
+        return "not recorded"
+    return f"{min(loads):.1f}–{max(loads):.1f} (median {statistics.median(loads):.1f})"
+
+
 def decode_markdown(records: list[dict], run: dict) -> str:
     opts = run.get("options", {})
     m = run.get("machine", {})
@@ -492,6 +500,8 @@ def decode_markdown(records: list[dict], run: dict) -> str:
         "d_head]; tokens/s = batch x steps / median run time",
         f"- cases: {len(records)}; wall time of the cases "
         f"{sum(r.get('case_wall_s', 0) for r in records) / 60:.1f} min",
+        f"- 1-minute load average at the end of each case's timed runs: {_load_range(records)}"
+        f" (on {m.get('cpu_count')} CPUs; above that, the timings are contended)",
         "",
         "## The wall per model and batch",
         "",
