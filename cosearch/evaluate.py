@@ -3,10 +3,14 @@
 python -m cosearch.evaluate --archs largest,smallest
 python -m cosearch.evaluate --checkpoint runs/scratch-cpu --archs largest --split test --json
 python -m cosearch.evaluate --archs largest,arch.json --max-tokens 20000
+python -m cosearch.evaluate --archs largest,smallest --int8 --json
 
 Scores every arch on the same evaluation windows of the split (the whole split unless
 --max-tokens), so each arch after the first also gets its paired perplexity difference to
-the first with a standard error over windows (cosearch.stats).
+the first with a standard error over windows (cosearch.stats). --int8 adds the
+post-training int8 model's perplexity (cosearch.supernet.quant: weights per channel,
+activations per tensor calibrated on 64 train-split windows) and its paired difference to
+float32 on the same windows.
 """
 
 from __future__ import annotations
@@ -46,6 +50,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         default=None,
         help="score only the first N tokens of the split (default: the whole split)",
     )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="also score the post-training int8 model (ppl_int8, delta_ppl_int8 = int8 - "
+        "float32 paired over the same windows; cosearch/supernet/quant.py)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     args = p.parse_args(argv)
     setup_logging(args.verbose)
@@ -74,6 +84,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "checkpoint": str(args.checkpoint),
             "step": ev.step,
         }
+        if args.int8:
+            from cosearch.supernet.quant import RECIPE
+
+            w8 = ev.windows(arch, args.split, args.max_tokens, int8=True)
+            d8, se8 = paired_delta(w8, w)
+            row.update(
+                ppl_int8=w8.ppl,
+                ppl_int8_se=ppl_se(w8),
+                delta_ppl_int8=d8,
+                delta_ppl_int8_se=se8,
+                int8_recipe=RECIPE,
+            )
         if first is None:
             first = w
         else:
@@ -90,7 +112,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 if "delta_ppl_vs_first" in r
                 else ""
             )
-            print(f"{r['short']:<40} ppl {r['ppl']:8.2f} ± {r['ppl_se']:.2f}{delta}")
+            int8 = (
+                f"  int8 {r['ppl_int8']:8.2f} ({r['delta_ppl_int8']:+.2f} ± "
+                f"{r['delta_ppl_int8_se']:.2f})"
+                if "ppl_int8" in r
+                else ""
+            )
+            print(f"{r['short']:<40} ppl {r['ppl']:8.2f} ± {r['ppl_se']:.2f}{int8}{delta}")
     return rows
 
 

@@ -138,6 +138,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "decode:batch=8,context=512; LUTs from lut/<preset>/<scenario tag>/ "
         "(python -m cosearch.build_lut --scenario ...)",
     )
+    p.add_argument(
+        "--ppl",
+        default="f32",
+        choices=["f32", "int8"],
+        help="perplexity objective: the float32 subnet (default) or its post-training int8 "
+        "model (cosearch/supernet/quant.py; one compile per arch); with int8 the front "
+        "also reports each member's int8 - float32 difference",
+    )
     p.add_argument("--lut-dir", help="directory of the cost tables (default: lut/)")
     p.add_argument(
         "--backend",
@@ -164,7 +172,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out",
         "--workdir",
         dest="out",
-        help="run directory (default: runs/search/<preset>-<hw>[-<scenario>]-seed<seed>)",
+        help="run directory (default: runs/search/<preset>-<hw>[-<scenario>][-int8]-seed<seed>)",
     )
     p.add_argument(
         "--resume",
@@ -235,9 +243,11 @@ def _main(argv: list[str] | None = None) -> dict:
         final_eval=not args.no_final_eval,
         final_tokens=args.final_tokens,
         budget_tokens=args.budget_tokens,
+        ppl=args.ppl,
     )
     hw_tag = args.hw.replace(",", "+")
     sc_tag = "" if args.scenario == "prefill" else "-" + re.sub(r"[^\w.]+", "-", args.scenario)
+    sc_tag += "" if args.ppl == "f32" else f"-{args.ppl}"
     out = args.out or f"runs/search/{config.name}-{hw_tag}{sc_tag}-seed{config.search.seed}"
     summary = run(
         config,

@@ -16,6 +16,7 @@ from cosearch.config import RunConfig
 from cosearch.evo.problem import OBJECTIVES, InfeasibleError, SearchError
 
 HW_SEARCH = "search"
+PPL_PRECISIONS = ("f32", "int8")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class SearchOptions:
     final_eval: bool = True  # re-evaluate the front on the valid and test splits
     final_tokens: int = 0  # tokens of each split for that re-evaluation (0 = all)
     budget_tokens: int | None = None  # validation tokens deciding budgets (None: final_tokens)
+    # perplexity of the float32 subnet, or of its post-training int8 model
+    # (cosearch.supernet.quant): the search, the re-evaluation and the budgets all use it
+    ppl: str = "f32"
 
 
 #: Options that only change the reports, so a resumed run may change them.
@@ -90,6 +94,8 @@ def check(config: RunConfig, opts: SearchOptions) -> None:
         _positive(opts.baseline_ppl) and opts.baseline_ppl >= 1
     ):
         raise SearchError(f"--baseline-ppl must be a perplexity (>= 1), got {opts.baseline_ppl}")
+    if opts.ppl not in PPL_PRECISIONS:
+        raise SearchError(f"--ppl '{opts.ppl}' is unknown; known: {', '.join(PPL_PRECISIONS)}")
     from cosearch.hw.cost_model import REGIMES
     from cosearch.hw.lut import BACKENDS
     from cosearch.scenario import get_scenario

@@ -457,10 +457,17 @@ def summary_markdown(
         "energy (mJ) | EDP (J·s) | params | GFLOPs |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    int8 = any("delta_ppl_int8" in e.extra for e in front)
+    if int8:  # an int8 search: each member's int8 - float32 (report.finish)
+        lines[-2] += " Δppl int8 − f32 ± SE |"
+        lines[-1] += "---|"
     for e in front:
         lines.append(
             f"| {e.arch.short()} | {e.hw} | {e.ppl:.3f} | {_fmt(e.extra.get('ppl_valid'), '.3f')}"
             f" | {_fmt(e.extra.get('ppl_test'), '.3f')} | {e.latency_s * 1e3:.4g} | "
             f"{e.energy_J * 1e3:.4g} | {e.edp:.4g} | {e.params:,} | {e.flops / 1e9:.3g} |"
         )
+        if int8:
+            d, se = e.extra.get("delta_ppl_int8"), e.extra.get("delta_ppl_int8_se")
+            lines[-1] += f" {d:+.3f} ± {se:.3f} |" if d is not None else " – |"
     return "\n".join(lines) + "\n"

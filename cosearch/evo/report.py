@@ -22,6 +22,7 @@ from cosearch.evo.options import SearchOptions
 from cosearch.evo.problem import Evaluation, InfeasibleError, Problem
 from cosearch.runinfo import git_commit, write_json_atomic, write_text_atomic
 from cosearch.scenario import get_scenario
+from cosearch.stats import paired_delta
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,13 @@ def finish(
         for e in tqdm(to_eval, desc="final re-evaluation", disable=not progress, leave=False):
             e.extra["ppl_valid"] = float(evaluator.perplexity(e.arch, "valid", final_tokens))
             e.extra["ppl_test"] = float(evaluator.perplexity(e.arch, "test", final_tokens))
+    f32 = getattr(evaluator, "float_evaluator", None)
+    if f32 is not None:  # an int8 search: each member's int8 - float32, paired over windows
+        tokens = final_tokens if options.final_eval else (config.search.eval_tokens or None)
+        for e in to_eval:
+            w = f32.windows(e.arch, "valid", tokens)
+            d, se = paired_delta(evaluator.windows(e.arch, "valid", tokens), w)
+            e.extra.update(ppl_f32=w.ppl, delta_ppl_int8=d, delta_ppl_int8_se=se)
     final_s = time.perf_counter() - t_final
 
     # Where perplexities come from: the supernet (measured) or e.g. a predictor, whose
@@ -164,6 +172,7 @@ def finish(
             "regime": options.regime,
             "scenario": scenario.to_dict(space.seq_len),
             "objective_unit": f"latency, energy and EDP {unit}",
+            "ppl_precision": options.ppl,
             "hw": options.hw,
             "preset": config.name,
             "seed": config.search.seed,
@@ -201,6 +210,12 @@ def finish(
         "seed": config.search.seed,
         "population x generations": f"{config.search.population} x {config.search.generations}",
         "search eval tokens": config.search.eval_tokens or "all",
+        "perplexity": (
+            "float32"
+            if f32 is None
+            else "post-training int8 (cosearch/supernet/quant.py); the front's int8 - "
+            f"float32 on valid, {tokens or 'all'} tokens, paired"
+        ),
         "final re-evaluation": (
             f"valid and test, {options.final_tokens or 'all'} tokens each"
             if options.final_eval

@@ -144,6 +144,12 @@ def run(
         )
     if coster is None:
         coster = make_coster(config, options)
+    if options.ppl == "int8":  # every perplexity of the run is the int8 model's
+        from cosearch.supernet.quant import Int8View
+
+        evaluator = Int8View(evaluator)
+        if baseline_evaluator is not None:
+            baseline_evaluator = Int8View(baseline_evaluator)
 
     eval_tokens = sc.eval_tokens or None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -83,9 +84,17 @@ def split_windows(
         masks = None
     batches = list(eval_batches(tokens, batch_size, space.seq_len, max_tokens))
     caps = exact_caps(model, batches)
+    return batch_windows(
+        batches, lambda x, y, w: eval_step(params, x, y, w, masks, model=model, caps=caps)
+    )
+
+
+def batch_windows(batches: list, step: Callable) -> Windows:
+    """`Windows` of `step(inputs, targets, weights) -> (per-window NLL sums, counts)` over
+    `batches` (from `eval_batches`), padding windows dropped."""
     nll, cnt = [], []
     for x, y, w in batches:
-        s, c = eval_step(params, x, y, w, masks, model=model, caps=caps)
+        s, c = step(x, y, w)
         nll.append(np.asarray(s, np.float64))
         cnt.append(np.asarray(c, np.float64))
     nll_a, cnt_a = np.concatenate(nll), np.concatenate(cnt)
@@ -157,8 +166,13 @@ class Evaluator:
             except json.JSONDecodeError:
                 log.warning("ignoring corrupt %s", self._cache_path)
 
-    def _key(self, arch: Arch, split: str, max_tokens: int | None) -> str:
-        return f"{self.step}|{split}|{max_tokens or 0}|{arch.to_json()}"
+    def _key(self, arch: Arch, split: str, max_tokens: int | None, int8: bool = False) -> str:
+        key = f"{self.step}|{split}|{max_tokens or 0}|{arch.to_json()}"
+        if int8:
+            from cosearch.supernet.quant import RECIPE
+
+            key = f"{RECIPE}|{key}"
+        return key
 
     def perplexity(
         self, arch: Arch, split: str = "valid", max_tokens: int | None = None, *, save: bool = True
@@ -167,44 +181,70 @@ class Evaluator:
         return self.windows(arch, split, max_tokens, save=save).ppl
 
     def windows(
-        self, arch: Arch, split: str = "valid", max_tokens: int | None = None, *, save: bool = True
+        self,
+        arch: Arch,
+        split: str = "valid",
+        max_tokens: int | None = None,
+        *,
+        save: bool = True,
+        int8: bool = False,
     ) -> Windows:
         """Per-window NLL sums of `arch` on `split`; every arch of one (split, max_tokens)
-        is scored on the same windows, so differences between archs are paired."""
+        is scored on the same windows, so differences between archs are paired. `int8`:
+        of the post-training int8 model (`cosearch.supernet.quant`), on the same windows."""
         self.space.validate(arch)
         if self.from_scratch is not None and arch != self.from_scratch:
             raise CheckpointError(
                 f"'{self.workdir}' is a from-scratch model of "
                 f"{self.from_scratch.short()}, not a supernet"
             )
-        key = self._key(arch, split, max_tokens)
+        key = self._key(arch, split, max_tokens, int8)
         if key not in self._cache:
-            tokens = self.corpus.split(split)
-            n = len(tokens) if max_tokens is None else min(max_tokens, len(tokens))
-            if n >= DENSE_FROM_TOKENS:
-                # long evaluations pay one compile to run the smaller dense subnet instead
-                # of the full-width masked supernet (same outputs: tests/test_supernet.py)
-                model, params = extract(self.space, {"params": self.params}, arch, self.model)
-                params, masked = params["params"], False
-                masks = None
-            else:
-                model, params, masks = self.bucket(arch)
-                masked = True
-            w = split_windows(
-                model,
-                params,
-                self.space,
-                arch,
-                tokens,
-                self.config.data.eval_batch_size,
-                max_tokens,
-                masked=masked,
-                masks=masks,
-            )
+            w = (self._int8_windows if int8 else self._float_windows)(arch, split, max_tokens)
             self._cache[key] = w.to_dict()
             if save:
                 self.save_cache()
         return Windows.from_dict(self._cache[key])
+
+    def _float_windows(self, arch: Arch, split: str, max_tokens: int | None) -> Windows:
+        tokens = self.corpus.split(split)
+        n = len(tokens) if max_tokens is None else min(max_tokens, len(tokens))
+        if n >= DENSE_FROM_TOKENS:
+            # long evaluations pay one compile to run the smaller dense subnet instead
+            # of the full-width masked supernet (same outputs: tests/test_supernet.py)
+            model, params = extract(self.space, {"params": self.params}, arch, self.model)
+            params, masked = params["params"], False
+            masks = None
+        else:
+            model, params, masks = self.bucket(arch)
+            masked = True
+        return split_windows(
+            model,
+            params,
+            self.space,
+            arch,
+            tokens,
+            self.config.data.eval_batch_size,
+            max_tokens,
+            masked=masked,
+            masks=masks,
+        )
+
+    def _int8_windows(self, arch: Arch, split: str, max_tokens: int | None) -> Windows:
+        """Post-training int8 of the dense subnet, calibrated on the train split (one
+        compile per arch: the int8 forward runs the extracted subnet)."""
+        from cosearch.supernet.quant import int8_windows
+
+        return int8_windows(
+            self.space,
+            self.model,
+            self.params,
+            arch,
+            self.corpus.split("train"),
+            self.corpus.split(split),
+            self.config.data.eval_batch_size,
+            max_tokens,
+        )
 
     def bucket(self, arch: Arch) -> tuple[TransformerLM, dict, dict]:
         """(model, params, masks) for a short evaluation of `arch`: the supernet sliced to
