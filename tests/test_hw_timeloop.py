@@ -337,3 +337,29 @@ def test_failed_rows_leave_partial_metadata(tmp_path, monkeypatch):
     assert build_lut.main(argv) == 2  # one line: which rows failed, rerun to retry
     meta = json.loads(out.with_name("tl.meta.json").read_text())["gemmini-256k-64k"]
     assert meta["n_rows"] == 2 and meta["partial"].startswith("2 of 3 shapes (1 rows failed)")
+
+
+def test_partial_timeloop_table_reports_its_coverage(tmp_path):
+    """A partial Timeloop table is used where it has a shape, the model elsewhere, and
+    the Coster says how many shapes came from each (for search and wall reports)."""
+    import random
+
+    from cosearch.hw.build import LutJob, run
+    from cosearch.hw.lut import Coster, lut_path, read_lut, write_lut
+    from cosearch.space import PRESETS
+
+    hw = get_hw("gemmini-64k-256k")
+    (path,) = run(LutJob(hws=(hw,), preset="tiny", lut_dir=str(tmp_path)))
+    rows = read_lut(path)
+    tl = lut_path(tmp_path, "tiny", hw.name, backend="timeloop")
+    tl.parent.mkdir(parents=True)
+    write_lut(tl, [{**r, "backend": "timeloop"} for r in rows[: len(rows) // 2]])
+    sp = PRESETS["tiny"]
+    archs = [sp.sample(random.Random(i)) for i in range(3)]
+    coster = Coster(sp, lut_dir=tmp_path)
+    coster.cost_many(archs, hw.name)
+    got = coster.coverage()[hw.name]
+    n_hit = len(rows) // 2
+    assert got.startswith(f"{n_hit} of {len(rows)} GEMM shapes from the Timeloop table")
+    assert got.endswith(f", {len(rows) - n_hit} from the analytical model")
+    assert coster.fallbacks > 0

@@ -412,6 +412,8 @@ def run(job: LutJob) -> list[Path]:
             path,
         )
         units += [(hw, path, todo[i : i + chunk]) for i in range(0, len(todo), chunk)]
+    if job.backend == "timeloop":  # shape-major: a stopped job leaves whole shapes
+        units.sort(key=lambda u: (shapes.index(u[2][0]), job.hws.index(u[0])))
     failed: list[tuple[GemminiConfig, list, BaseException]] = []
     tools = None
     n_todo = sum(len(u[2]) for u in units)

@@ -332,6 +332,8 @@ class Coster:
         self.output = default_output_layer(space) if output is None else output
         self.causal = causal
         self.fallbacks = 0
+        # per config: distinct (shape, context) costed from its table / by the model
+        self._covered: dict[str, tuple[set, set]] = {}
         self._warned = False
         self._tables: dict[GemminiConfig, LutTable | None] = {}
         self._fast: dict[GemminiConfig, dict] = {}
@@ -387,6 +389,22 @@ class Coster:
         out["fallbacks"] = str(self.fallbacks)
         return out
 
+    def coverage(self) -> dict[str, str]:
+        """Per config whose costs came from a LUT: how many distinct GEMM shapes (with
+        context) its table gave, and how many the analytical model costed because the
+        table lacks them (a partial Timeloop table), for reports."""
+        out = {}
+        for hw, t in self._tables.items():
+            if t is None or hw.name not in self._covered:
+                continue
+            hit, missed = self._covered[hw.name]
+            kind = "Timeloop" if "timeloop" in t.path.parts else "analytical"
+            out[hw.name] = (
+                f"{len(hit)} of {len(hit) + len(missed)} GEMM shapes from the {kind} table "
+                f"{portable_path(t.path)}, {len(missed)} from the analytical model"
+            )
+        return out
+
     def gemm_costs(
         self,
         shapes: list[tuple[int, int, int]],
@@ -405,6 +423,10 @@ class Coster:
                 if v is not None:
                     cyc[i], en[i] = v
         miss = np.isnan(cyc)
+        if table is not None:
+            hit, missed = self._covered.setdefault(hw.name, (set(), set()))
+            for i, (s, c) in enumerate(zip(shapes, ctx, strict=True)):
+                (missed if miss[i] else hit).add((tuple(int(x) for x in s), c))
         if miss.any():
             if table is not None:
                 missing = [shapes[i] for i in np.where(miss)[0]]
