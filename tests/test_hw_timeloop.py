@@ -363,3 +363,13 @@ def test_partial_timeloop_table_reports_its_coverage(tmp_path):
     assert got.startswith(f"{n_hit} of {len(rows)} GEMM shapes from the Timeloop table")
     assert got.endswith(f", {len(rows) - n_hit} from the analytical model")
     assert coster.fallbacks > 0
+
+
+def test_timeloop_job_costs_each_shape_once():
+    """Contexts change only the tiler regime's cost: Timeloop runs once per shape."""
+    from cosearch.hw.build import LutJob
+
+    hw = (get_hw("gemmini-64k-256k"),)
+    tl = LutJob(hws=hw, backend="timeloop", preset="cpu").shapes()
+    an = LutJob(hws=hw, backend="analytical", preset="cpu").shapes()
+    assert len({s[1:] for s in tl}) == len(tl) == len({s[1:] for s in an}) < len(an)

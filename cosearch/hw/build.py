@@ -111,14 +111,17 @@ class LutJob:
 
     def shapes(self) -> list[tuple[str, int, int, int]]:
         """(op, M, K, N) rows, one per shape and GEMM context (`workload.CONTEXTS`: op
-        names of the same context joined with '+'), sorted."""
+        names of the same context joined with '+'; for Timeloop one per shape), sorted."""
         if self.shapes_file is not None:
             return read_shapes(self.shapes_file)
         space = get_space(self.preset)
         rows = space_gemm_shapes(space, self.seq_lens or None, scenario=self.scenario)
         by: dict[tuple[str, int, int, int], list[str]] = {}
         for op, M, K, N in rows:
-            by.setdefault((GEMM_CONTEXT[op], M, K, N), []).append(op)
+            # Timeloop's optimal mapping ignores the context: one run per shape, whose row
+            # every context's lookup finds (`LutTable.get` falls back to the shape)
+            ctx = "" if self.backend == "timeloop" else GEMM_CONTEXT[op]
+            by.setdefault((ctx, M, K, N), []).append(op)
         return sorted(
             ((("+".join(dict.fromkeys(v))),) + k[1:] for k, v in by.items()),
             key=lambda r: (r[1], r[2], r[3], r[0]),
@@ -398,11 +401,16 @@ def run(job: LutJob) -> list[Path]:
         path = job.path(hw)
         if path not in tables:
             tables[path] = read_lut(path) if path.exists() else []
+
+        def key(hw_name: str, regime: str, op: str | None, M: int, K: int, N: int) -> tuple:
+            ctx = "" if job.backend == "timeloop" else row_context(op)  # see LutJob.shapes
+            return (hw_name, regime, ctx, M, K, N)
+
         done = {
-            (r["hw"], r.get("regime", "optimal"), row_context(r.get("op")), r["M"], r["K"], r["N"])
+            key(r["hw"], r.get("regime") or "optimal", r.get("op"), r["M"], r["K"], r["N"])
             for r in tables[path]
         }
-        todo = [t for t in shapes if (hw.name, job.regime, row_context(t[0]), *t[1:]) not in done]
+        todo = [t for t in shapes if key(hw.name, job.regime, *t) not in done]
         log.info(
             "%s: %d of %d rows to cost (%d already in %s)",
             hw.name,
