@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -61,6 +62,16 @@ def plot(supernet: Path, scratch: Path, out: Path) -> None:
     fig.savefig(out / "training_curves.png", dpi=120)
 
 
+def copy_metrics(supernet: Path, scratch: Path, out: Path) -> None:
+    """The raw learning curves: each run's metrics.jsonl (a resumed run repeats the steps
+    after its checkpoint; the later line is the one that counts) and config.json."""
+    for run, name in ((supernet, "supernet"), (scratch, "scratch")):
+        dest = out / "metrics" / name
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in ("metrics.jsonl", "config.json"):
+            shutil.copyfile(run / f, dest / f)
+
+
 def periodic_table(supernet: Path, scratch: Path) -> list[str]:
     """Validation perplexity at every periodic evaluation of both runs."""
     sup = {r["step"]: r["eval"] for r in _records(supernet) if "eval" in r}
@@ -106,6 +117,7 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if a.curves_only:
         plot(Path(a.supernet), Path(a.scratch), out)
+        copy_metrics(Path(a.supernet), Path(a.scratch), out)
         lines = periodic_table(Path(a.supernet), Path(a.scratch))
         (out / "curves.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
@@ -183,6 +195,10 @@ def main(argv=None) -> dict:
     ]
     (out / "table.md").write_text("\n".join(lines) + "\n")
     plot(Path(a.supernet), Path(a.scratch), out)
+    (out / "curves.md").write_text(
+        "\n".join(periodic_table(Path(a.supernet), Path(a.scratch))) + "\n"
+    )
+    copy_metrics(Path(a.supernet), Path(a.scratch), out)
     print("\n".join(lines))
     return res
 
