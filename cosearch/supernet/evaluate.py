@@ -3,8 +3,8 @@
 Owns the eval step (word-level NLL summed per evaluation window over fixed-shape batches),
 `evaluate_archs` used during training, and `Evaluator`, which loads a run directory and
 caches per-window NLL sums (`cosearch.stats.Windows`, so that differences between archs are
-paired measurements) by (checkpoint step, split, token budget, arch) in memory and in
-`ppl_cache.json`.
+paired measurements) by (checkpoint step, split, token budget, arch; for the int8 model of
+`cosearch.supernet.quant` also its recipe) in memory and in `ppl_cache.json`.
 """
 
 from __future__ import annotations
