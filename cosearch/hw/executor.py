@@ -23,6 +23,8 @@ EXECUTORS = ("local", "ray")
 # A Ray task whose worker dies is re-run this many times before its rows count as failed
 # (a rerun of the job then retries them).
 RAY_MAX_RETRIES = 2
+# Ray gives its local node 30 s to start, which a busy machine can miss: start it anew.
+LOCAL_START_ATTEMPTS = 3
 
 # (unit index, result, error): exactly one of result and error is meaningful.
 Outcome = tuple[int, Any, BaseException | None]
@@ -76,13 +78,7 @@ class RayExecutor:
         if not self.owned:
             return
         if address is None:
-            try:
-                ray.init(num_cpus=max(1, workers), include_dashboard=False, logging_level="WARNING")
-            except Exception as e:  # Ray raises a bare Exception when its node does not start
-                raise UserError(
-                    f"could not start a local Ray for the job ({str(e).splitlines()[0]}); on a "
-                    "busy machine retry, or use --executor local"
-                ) from None
+            self._start_local(max(1, workers))
             return
         try:
             ray.init(address=address, logging_level="WARNING")
@@ -94,6 +90,21 @@ class RayExecutor:
                 "start a local Ray for the job"
             ) from None
         log.info("joined the Ray cluster at %s: %s", address, ray.cluster_resources())
+
+    def _start_local(self, cpus: int, attempts: int = LOCAL_START_ATTEMPTS) -> None:
+        for attempt in range(1, attempts + 1):
+            try:
+                self.ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING")
+                return
+            except Exception as e:  # Ray raises a bare Exception when its node does not start
+                self.ray.shutdown()
+                if attempt == attempts:
+                    raise UserError(
+                        f"could not start a local Ray for the job in {attempts} attempts "
+                        f"({str(e).splitlines()[0]}); on a busy machine retry later, or use "
+                        "--executor local"
+                    ) from None
+                log.warning("local Ray did not start (attempt %d of %d): %s", attempt, attempts, e)
 
     def call(self, fn: Callable, *args: Any) -> Any:
         """`fn(*args)` as one Ray task: on a worker, where the mapper runs will."""
