@@ -315,3 +315,28 @@ def test_profile_wall_decode_flags_are_checked(tmp_path, tiny_checkpoint):
     assert main([*base, "--scenario", "decode", "--seq", "128"]) == 2  # --contexts for decode
     assert main([*base, "--batches", "1,2"]) == 2  # prefill takes --batch
     assert main([*base, "--scenario", "decode", "--batches", "0"]) == 2
+
+
+def test_decode_case_whose_planned_cache_reaches_the_limit_is_out_of_memory():
+    from test_decode import _dense_models
+
+    from cosearch.supernet.decode import cache_bytes
+    from cosearch.wall.sweep import planned_cache_mb
+
+    space = get_space("tiny")
+    for model, _ in _dense_models(1)[0]:
+        arch = space.validate(
+            type(space.largest())(len(model.heads), model.d_model, model.heads, model.d_ffn)
+        )
+        got = planned_cache_mb(arch, space.head_dim, 3, 40)
+        assert got == pytest.approx(cache_bytes(model, 3, 40) / 2**20)
+    opts = SweepOptions(mem_limit_gb=1.0, scenario="decode")
+    meta = {"arch_id": "a", "attention": "dense", "logits": "all", "scenario": "decode"}
+    meta.update(seq_len=8192, batch=64)
+    reason = _skip_reason({**meta, "kv_cache_mb": 1024.0}, [], opts)
+    assert reason.startswith("oom planned") and "1024 MiB" in reason
+    from cosearch.wall.report import wall_kind
+
+    assert wall_kind({"status": "skipped", "reason": reason}) == "memory"
+    assert _skip_reason({**meta, "kv_cache_mb": 1000.0}, [], opts) is None
+    assert _skip_reason({**meta, "kv_cache_mb": 1e6}, [], SweepOptions(mem_limit_gb=None)) is None

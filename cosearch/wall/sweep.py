@@ -209,6 +209,12 @@ def plan(models: list[Model], opts: SweepOptions, checkpoint: str) -> list[tuple
     ]
 
 
+def planned_cache_mb(arch: Arch, head_dim: int, batch: int, context: int) -> float:
+    """MiB of the float32 KV cache `decode.init_cache` allocates for `arch`'s dense model:
+    [layers, 2, batch, widest layer's heads, context, head_dim] (`decode.cache_shape`)."""
+    return arch.n_layers * 2 * batch * max(arch.heads) * context * head_dim * 4 / 2**20
+
+
 def _group(rec: dict) -> tuple:
     """Cases of one model whose memory and time grow with length and batch only."""
     return (rec["arch_id"], rec["attention"], rec["logits"], rec.get("scenario", "prefill"))
@@ -236,7 +242,15 @@ def predicted_case_s(
 def _skip_reason(meta: dict, records: Iterable[dict], opts: SweepOptions) -> str | None:
     """Why a case need not run: a shorter length (or, at most as long, a smaller batch) of
     the same model already ran out of memory or time, or the quadratic extrapolation of the
-    longest working one at this batch says the case cannot finish within the timeout."""
+    longest working one at this batch says the case cannot finish within the timeout. A
+    decode case whose planned KV cache alone (`kv_cache_mb`) reaches the memory limit is
+    out of memory before it runs."""
+    cache = meta.get("kv_cache_mb")
+    if cache is not None and opts.mem_limit_gb and cache >= opts.mem_limit_gb * 1024:
+        return (
+            f"oom planned: the KV cache alone is {cache:.0f} MiB, at least the "
+            f"{opts.mem_limit_gb:g} GiB limit"
+        )
     L, B = meta["seq_len"], meta["batch"]
     smaller = [
         r
@@ -358,6 +372,8 @@ def run(
             "scenario": case.scenario,
             "finished_at": None,
         }
+        if case.scenario == "decode":
+            meta["kv_cache_mb"] = planned_cache_mb(m.arch, space.head_dim, case.batch, case.seq_len)
         reason = _skip_reason(meta, done.values(), opts) if opts.skip_after_fail else None
         if reason is not None:
             rec = {
