@@ -366,7 +366,16 @@ def _scenario_meta(job: LutJob) -> dict | None:
 
 
 # Provenance kept from earlier runs of a resumed Timeloop table (one entry per run).
-_RUN_KEYS = ("date_utc", "n_rows", "git_commit", "git_dirty", "tool_versions", "accelergy")
+_RUN_KEYS = (
+    "date_utc",
+    "n_rows",
+    "git_commit",
+    "git_dirty",
+    "tool_versions",
+    "accelergy",
+    "mapper_settings",
+    "note",
+)
 
 
 def _with_history(meta: dict, path: Path, hw: GemminiConfig) -> dict:
