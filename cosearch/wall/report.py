@@ -612,7 +612,8 @@ def plot_decode(out: Path, records: list[dict]) -> list[Path]:
                         ":",
                         color=color[b],
                     )
-                bad = [r for r in rs if r["status"] in ("oom", "timeout")]
+                # out of memory or time, measured or skipped as certain (`wall_kind`)
+                bad = [r for r in rs if r["status"] != "ok" and wall_kind(r) != "error"]
                 if bad:
                     y = (
                         [limit * 1024] * len(bad)
@@ -626,7 +627,8 @@ def plot_decode(out: Path, records: list[dict]) -> list[Path]:
             ax.set_yscale("log")
             ax.set_xlabel("context (tokens)")
             ax.set_ylabel(ylabel)
-            ax.set_title(label)
+            arch_id = next(r["arch_id"] for r in records if r["label"] == label)
+            ax.set_title(f"{label}: {arch_id}", fontsize=9)
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=7)
         fig.suptitle(

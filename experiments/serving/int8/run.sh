@@ -20,16 +20,16 @@ FRONT1='{"n_layers":3,"d_model":256,"heads":[4,3,4],"d_ffn":[1024,768,896]}'
 FRONT2='{"n_layers":2,"d_model":192,"heads":[4,1],"d_ffn":[896,384]}'
 ARCHS=${ARCHS:-"largest,smallest,$MID,$FRONT1,$FRONT2"}
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+commit=$(git rev-parse HEAD)  # the code that evaluates (at the start)
 t0=$(date +%s)
 nice -n 10 python -m cosearch.evaluate --checkpoint "$CHECKPOINT" --archs "$ARCHS" \
     --split valid --int8 --json > "$OUT/ppl_int8.json.tmp"
 mv "$OUT/ppl_int8.json.tmp" "$OUT/ppl_int8.json"
-python - "$OUT" "$CHECKPOINT" "$ARCHS" "$load_start" "$(( $(date +%s) - t0 ))" <<'PY'
-import json, subprocess, sys, time
+python - "$OUT" "$CHECKPOINT" "$ARCHS" "$load_start" "$(( $(date +%s) - t0 ))" "$commit" <<'PY'
+import json, sys, time
 from pathlib import Path
-out, ckpt, archs, load_start, secs = sys.argv[1:]
+out, ckpt, archs, load_start, secs, commit = sys.argv[1:]
 rows = json.loads((Path(out) / "ppl_int8.json").read_text())
-commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
 from cosearch.supernet.quant import RECIPE
 meta = {
     "command": f"python -m cosearch.evaluate --checkpoint {ckpt} --archs '{archs}' "
