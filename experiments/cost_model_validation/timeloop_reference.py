@@ -11,6 +11,8 @@ calibration fit (`lut/timeloop/calibration.csv`), so every one is held out.
     nice -n 10 python experiments/cost_model_validation/timeloop_reference.py run \
         [--mapper-timeout-s 30] [--tools-note TEXT]                          # resumable
     python experiments/cost_model_validation/timeloop_reference.py analyse  # metrics json
+    python experiments/cost_model_validation/timeloop_reference.py check-shared
+        # ../shared/timeloop/luts rows vs this machine's runs (results/shared_lut_check.*)
 
 Needs Timeloop v3 and Accelergy on PATH for `run` only (never installed by this project).
 """
@@ -159,15 +161,70 @@ def analyse() -> dict:
     return out
 
 
+SHARED_LUTS = HERE.parents[2] / "shared" / "timeloop" / "luts"
+CHECK = RESULTS / "shared_lut_check.csv"
+
+
+def check_shared() -> dict:
+    """The shared Timeloop LUT rows (../shared/timeloop/luts, made elsewhere by this
+    project's job) against this machine's runs of the same shapes and settings
+    (`shared_lut_check.csv`, made by `build_lut --shapes shared_lut_check_shapes.csv`),
+    both against the model's exact optimum of the same mapspace (a lower bound of
+    Timeloop's cycles): a row equal within 1 %, or both runs at or above the optimum with
+    the better one kept, passes."""
+    with CHECK.open() as f:
+        mine = {(r["hw"], int(r["M"]), int(r["K"]), int(r["N"])): r for r in csv.DictReader(f)}
+    out = []
+    for hw in sorted({k[0] for k in mine}):
+        with (SHARED_LUTS / f"{hw}.csv").open() as f:
+            shared = {(int(r["M"]), int(r["K"]), int(r["N"])): r for r in csv.DictReader(f)}
+        for key, r in sorted(mine.items()):
+            if key[0] != hw or key[1:] not in shared:
+                continue
+            s = shared[key[1:]]
+            m = gemm_cost(*key[1:], get_hw(hw))
+            out.append(
+                {
+                    "hw": hw,
+                    "shape": "x".join(map(str, key[1:])),
+                    "model_cycles": float(m["cycles"][0]),
+                    "model_energy_pJ": float(m["energy_pJ"][0]),
+                    "shared_cycles": float(s["cycles"]),
+                    "shared_energy_pJ": float(s["energy_pJ"]),
+                    "shared_tries": int(s["tries"]),
+                    "own_cycles": float(r["cycles"]),
+                    "own_energy_pJ": float(r["energy_pJ"]),
+                    "own_tries": int(r["tries"]),
+                    "own_wall_cut": int(r.get("wall_cut") or 0),
+                    "energy_own_over_shared": float(r["energy_pJ"]) / float(s["energy_pJ"]),
+                    "cycles_own_over_shared": float(r["cycles"]) / float(s["cycles"]),
+                }
+            )
+    res = {
+        "rows": out,
+        "equal_within_1pct": sum(
+            abs(o["energy_own_over_shared"] - 1) <= 0.01
+            and abs(o["cycles_own_over_shared"] - 1) <= 0.01
+            for o in out
+        ),
+        "n": len(out),
+    }
+    (RESULTS / "shared_lut_check.json").write_text(json.dumps(res, indent=2) + "\n")
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("step", choices=("shapes", "run", "analyse"))
+    p.add_argument("step", choices=("shapes", "run", "analyse", "check-shared"))
     a, extra = p.parse_known_args(argv)
     if a.step == "shapes":
         write_shapes()
         return 0
     if a.step == "run":
         return run(extra)
+    if a.step == "check-shared":
+        print(json.dumps(check_shared(), indent=2))
+        return 0
     res = analyse()
     print(json.dumps({k: v for k, v in res.items() if k not in ("per_shape", "per_row")}, indent=2))
     return 0
