@@ -9,7 +9,7 @@ calibration fit (`lut/timeloop/calibration.csv`), so every one is held out.
 
     python experiments/cost_model_validation/timeloop_reference.py shapes   # writes the list
     nice -n 10 python experiments/cost_model_validation/timeloop_reference.py run \
-        [--mapper-timeout-s 30] [--tools-note TEXT]                          # resumable
+        [--jobs 2] [--mapper-timeout-s 30] [--tools-note TEXT]               # resumable
     python experiments/cost_model_validation/timeloop_reference.py analyse  # metrics json
     python experiments/cost_model_validation/timeloop_reference.py check-shared
         # ../shared/timeloop/luts rows vs this machine's runs (results/shared_lut_check.*)
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cosearch.hw.calibrate import spearman
-from cosearch.hw.cost_model import gemm_cost
+from cosearch.hw.cost_model import Calibration, gemm_cost
 from cosearch.hw.gemmini import get_hw
 
 HERE = Path(__file__).parent
@@ -87,7 +87,7 @@ def run(extra: list[str]) -> int:
     if not SHAPES.exists():
         write_shapes()
     argv = ["--shapes", str(SHAPES), "--out", str(TABLE), "--hw", ",".join(CONFIGS)]
-    return build_lut.main([*argv, "--backend", "timeloop", "--jobs", "1", *extra])
+    return build_lut.main([*argv, "--backend", "timeloop", *extra])
 
 
 def analyse() -> dict:
@@ -100,23 +100,27 @@ def analyse() -> dict:
     with TABLE.open() as f:
         rows = list(csv.DictReader(f))
     by: dict[tuple, dict] = {}
-    err_e, err_c = [], []
+    err_e, err_e0, err_c, converged = [], [], [], []
     per_row = []
     for r in rows:
         shape = (int(r["M"]), int(r["K"]), int(r["N"]))
         cfg = get_hw(r["hw"])
         m = gemm_cost(*shape, cfg)
         mc, me = float(m["cycles"][0]), float(m["energy_pJ"][0])
+        me0 = float(gemm_cost(*shape, cfg, calibration=Calibration())["energy_pJ"][0])
         tc, te = float(r["cycles"]), float(r["energy_pJ"])
         by.setdefault(shape, {})[r["hw"]] = (tc, te, mc, me)
         err_e.append(abs(me - te) / te)
+        err_e0.append(abs(me0 - te) / te)
         err_c.append(abs(mc - tc) / tc)
+        converged.append(tc <= mc * 1.001)
         per_row.append(
             {
                 "shape": "x".join(map(str, shape)),
                 "hw": r["hw"],
                 "timeloop_energy_pJ": te,
                 "model_energy_pJ": me,
+                "model_energy_pJ_uncalibrated": me0,
                 "model_over_timeloop_energy": me / te,
                 "timeloop_cycles": tc,
                 "model_cycles": mc,
@@ -149,6 +153,15 @@ def analyse() -> dict:
         "mean_edp_spearman": float(np.mean(sp_d)) if sp_d else None,
         "energy_mape": float(np.mean(err_e)) if err_e else None,
         "cycles_mape": float(np.mean(err_c)) if err_c else None,
+        "energy_mape_uncalibrated": float(np.mean(err_e0)) if err_e0 else None,
+        # rows where Timeloop's search reached the model's (exact) minimum cycles
+        "rows_cycles_converged": int(np.sum(converged)),
+        "energy_mape_cycles_converged": (
+            float(np.mean(np.array(err_e)[converged])) if any(converged) else None
+        ),
+        "energy_mape_uncalibrated_cycles_converged": (
+            float(np.mean(np.array(err_e0)[converged])) if any(converged) else None
+        ),
         "cheapest_agrees": sum(
             v["cheapest_timeloop"] == v["cheapest_model"] for v in shapes.values()
         ),
