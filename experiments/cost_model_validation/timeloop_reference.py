@@ -11,6 +11,8 @@ calibration fit (`lut/timeloop/calibration.csv`), so every one is held out.
     nice -n 10 python experiments/cost_model_validation/timeloop_reference.py run \
         [--jobs 2] [--mapper-timeout-s 30] [--tools-note TEXT]               # resumable
     python experiments/cost_model_validation/timeloop_reference.py analyse  # metrics json
+    nice -n 10 python experiments/cost_model_validation/timeloop_reference.py pinned \
+        --workdir DIR   # model cheaper than the random search: Timeloop on the model's mapping
     python experiments/cost_model_validation/timeloop_reference.py check-shared
         # ../shared/timeloop/luts rows vs this machine's runs (results/shared_lut_check.*)
 
@@ -90,87 +92,221 @@ def run(extra: list[str]) -> int:
     return build_lut.main([*argv, "--backend", "timeloop", *extra])
 
 
-def analyse() -> dict:
-    """Per shape with all configs costed: Spearman (model vs Timeloop) over the configs'
-    energy and EDP; energy and cycles MAPE over every row; which rows the wall cut."""
-    with SHAPES.open() as f:
-        preset_of = {
-            (int(r["M"]), int(r["K"]), int(r["N"])): r["preset"] for r in csv.DictReader(f)
-        }
-    with TABLE.open() as f:
-        rows = list(csv.DictReader(f))
+def _metrics(rows: list[dict], preset_of: dict) -> dict:
+    """Spearman per complete shape and MAPEs, for rows with Timeloop's (cycles, energy)."""
     by: dict[tuple, dict] = {}
     err_e, err_e0, err_c, converged = [], [], [], []
-    per_row = []
     for r in rows:
-        shape = (int(r["M"]), int(r["K"]), int(r["N"]))
-        cfg = get_hw(r["hw"])
-        m = gemm_cost(*shape, cfg)
-        mc, me = float(m["cycles"][0]), float(m["energy_pJ"][0])
-        me0 = float(gemm_cost(*shape, cfg, calibration=Calibration())["energy_pJ"][0])
-        tc, te = float(r["cycles"]), float(r["energy_pJ"])
+        shape = (r["M"], r["K"], r["N"])
+        tc, te, mc, me, me0 = r["tc"], r["te"], r["mc"], r["me"], r["me0"]
         by.setdefault(shape, {})[r["hw"]] = (tc, te, mc, me)
         err_e.append(abs(me - te) / te)
         err_e0.append(abs(me0 - te) / te)
         err_c.append(abs(mc - tc) / tc)
         converged.append(tc <= mc * 1.001)
-        per_row.append(
-            {
-                "shape": "x".join(map(str, shape)),
-                "hw": r["hw"],
-                "timeloop_energy_pJ": te,
-                "model_energy_pJ": me,
-                "model_energy_pJ_uncalibrated": me0,
-                "model_over_timeloop_energy": me / te,
-                "timeloop_cycles": tc,
-                "model_cycles": mc,
-                "wall_cut": int(r.get("wall_cut") or 0),
-                "tries": int(r.get("tries") or 1),
-            }
-        )
     shapes = {}
     for shape, d in sorted(by.items()):
         if len(d) < len(CONFIGS):
             continue
         t = np.array([d[h] for h in CONFIGS])
-        best_t, best_m = CONFIGS[int(np.argmin(t[:, 1]))], CONFIGS[int(np.argmin(t[:, 3]))]
         shapes["x".join(map(str, shape))] = {
             "preset": preset_of.get(shape, "?"),
             "energy_spearman": spearman(t[:, 3], t[:, 1]),
             "edp_spearman": spearman(t[:, 2] * t[:, 3], t[:, 0] * t[:, 1]),
-            "cheapest_timeloop": best_t,
-            "cheapest_model": best_m,
+            "cheapest_timeloop": CONFIGS[int(np.argmin(t[:, 1]))],
+            "cheapest_model": CONFIGS[int(np.argmin(t[:, 3]))],
         }
     sp_e = [v["energy_spearman"] for v in shapes.values()]
     sp_d = [v["edp_spearman"] for v in shapes.values()]
-    out = {
-        "configs": list(CONFIGS),
+    conv = np.array(converged, dtype=bool)
+
+    def mean(x, mask=None):
+        x = np.asarray(x, dtype=float)
+        x = x if mask is None else x[mask]
+        return float(np.mean(x)) if len(x) else None
+
+    return {
         "rows": len(rows),
-        "rows_wall_cut": sum(p["wall_cut"] for p in per_row),
         "complete_shapes": len(shapes),
-        "shapes_listed": len(preset_of),
-        "mean_energy_spearman": float(np.mean(sp_e)) if sp_e else None,
-        "mean_edp_spearman": float(np.mean(sp_d)) if sp_d else None,
-        "energy_mape": float(np.mean(err_e)) if err_e else None,
-        "cycles_mape": float(np.mean(err_c)) if err_c else None,
-        "energy_mape_uncalibrated": float(np.mean(err_e0)) if err_e0 else None,
-        # rows where Timeloop's search reached the model's (exact) minimum cycles
-        "rows_cycles_converged": int(np.sum(converged)),
-        "energy_mape_cycles_converged": (
-            float(np.mean(np.array(err_e)[converged])) if any(converged) else None
-        ),
-        "energy_mape_uncalibrated_cycles_converged": (
-            float(np.mean(np.array(err_e0)[converged])) if any(converged) else None
-        ),
+        "mean_energy_spearman": mean(sp_e),
+        "min_energy_spearman": float(min(sp_e)) if sp_e else None,
+        "mean_edp_spearman": mean(sp_d),
         "cheapest_agrees": sum(
             v["cheapest_timeloop"] == v["cheapest_model"] for v in shapes.values()
         ),
+        "energy_mape": mean(err_e),
+        "energy_mape_uncalibrated": mean(err_e0),
+        "cycles_mape": mean(err_c),
+        # rows where Timeloop reached the model's (exact) minimum cycles
+        "rows_cycles_converged": int(conv.sum()),
+        "energy_mape_cycles_converged": mean(err_e, conv),
+        "energy_mape_uncalibrated_cycles_converged": mean(err_e0, conv),
         "per_shape": shapes,
+    }
+
+
+def analyse() -> dict:
+    """Model vs Timeloop on the reference: (a) Timeloop's random search as the LUT job ran
+    it; (b) Timeloop's best evaluation, the better (delay first, then energy) of that search
+    and of Timeloop run on the model's mapping (`pinned`), both real Timeloop costs of valid
+    mappings of the same mapspace. Per complete shape: Spearman over the configs' energy
+    and EDP, the cheapest config; over rows: energy and cycles MAPE."""
+    with SHAPES.open() as f:
+        preset_of = {
+            (int(r["M"]), int(r["K"]), int(r["N"])): r["preset"] for r in csv.DictReader(f)
+        }
+    with TABLE.open() as f:
+        table = list(csv.DictReader(f))
+    pins = {}
+    if PINNED.exists():
+        with PINNED.open() as f:
+            pins = {(r["hw"], int(r["M"]), int(r["K"]), int(r["N"])): r for r in csv.DictReader(f)}
+    random_rows, best_rows, per_row = [], [], []
+    for r in table:
+        M, K, N = int(r["M"]), int(r["K"]), int(r["N"])
+        cfg = get_hw(r["hw"])
+        m = gemm_cost(M, K, N, cfg)
+        me0 = float(gemm_cost(M, K, N, cfg, calibration=Calibration())["energy_pJ"][0])
+        base = {"hw": r["hw"], "M": M, "K": K, "N": N, "mc": float(m["cycles"][0])}
+        base.update(me=float(m["energy_pJ"][0]), me0=me0)
+        rnd = (float(r["cycles"]), float(r["energy_pJ"]))
+        pin = pins.get((r["hw"], M, K, N))
+        best = rnd
+        if pin is not None:
+            best = min(rnd, (float(pin["pinned_cycles"]), float(pin["pinned_energy_pJ"])))
+        random_rows.append({**base, "tc": rnd[0], "te": rnd[1]})
+        best_rows.append({**base, "tc": best[0], "te": best[1]})
+        per_row.append(
+            {
+                "shape": f"{M}x{K}x{N}",
+                "hw": r["hw"],
+                "random_cycles": rnd[0],
+                "random_energy_pJ": rnd[1],
+                "best_cycles": best[0],
+                "best_energy_pJ": best[1],
+                "best_from": "random" if best == rnd else "pinned",
+                "model_cycles": base["mc"],
+                "model_energy_pJ": base["me"],
+                "model_energy_pJ_uncalibrated": me0,
+                "wall_cut": int(r.get("wall_cut") or 0),
+                "tries": int(r.get("tries") or 1),
+            }
+        )
+    out = {
+        "configs": list(CONFIGS),
+        "shapes_listed": len(preset_of),
+        "rows": len(table),
+        "rows_wall_cut": sum(p["wall_cut"] for p in per_row),
+        "rows_pinned": len(pins),
+        "rows_best_from_pinned": sum(p["best_from"] == "pinned" for p in per_row),
+        "random_search": _metrics(random_rows, preset_of),
+        "timeloop_best": _metrics(best_rows, preset_of),
         "per_row": per_row,
         "note": "every shape is held out: none is in lut/timeloop/calibration.csv, the only "
         "data the model's one energy factor was fitted on",
     }
     METRICS.write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+PINNED = RESULTS / "timeloop_pinned.csv"
+
+
+def model_mapping(M: int, K: int, N: int, hw: str) -> tuple[float, float, int, int, int, str]:
+    """The model's optimum as an explicit mapping (cycles, energy uncalibrated, DRAM trips
+    p over M, c over K, n over N, innermost DRAM loop), by brute force over the same
+    mapspace: every divisor triple whose tiles fit (inputs + weights in the scratchpad,
+    the output tile in the accumulator), delay first, then energy."""
+    from cosearch.hw.cost_model import mapping_cost
+
+    cfg = get_hw(hw)
+
+    def divs(v: int) -> list[int]:
+        return [d for d in range(1, v + 1) if v % d == 0]
+
+    Cs = max(d for d in divs(K) if d <= cfg.pe_rows)
+    Ks = max(d for d in divs(N) if d <= cfg.pe_cols)
+    cands = []
+    for p in divs(M):
+        for c in divs(K // Cs):
+            for n in divs(N // Ks):
+                Pt, Ct, Nt = M // p, K // c, N // n
+                if Ct * (Pt + Nt) > cfg.sp_words or Pt * Nt / Ks > cfg.acc_words_per_col:
+                    continue
+                for inner in "PCN":
+                    r = mapping_cost(M, K, N, hw, p=p, c=c, n=n, inner=inner)
+                    cands.append((r["cycles"], r["energy_pJ"], p, c, n, inner))
+    cmin = min(x[0] for x in cands)
+    return min((x for x in cands if x[0] <= cmin * (1 + 1e-6)), key=lambda x: x[1])
+
+
+def pinned(workdir: Path, wall_s: float, threshold: float = 0.05) -> list[dict]:
+    """Rows where the model is cheaper than Timeloop's random search (energy by more than
+    `threshold`, or fewer cycles): Timeloop run again with its DRAM-level loops pinned to
+    the model's mapping (factors and innermost loop; the mapper still picks the rest).
+    Timeloop's own cost of that mapping tells a model error (pinned >= random) from an
+    unconverged random search (pinned < random)."""
+    from cosearch.hw import timeloop
+
+    with TABLE.open() as f:
+        rows = list(csv.DictReader(f))
+    done = set()
+    if PINNED.exists():
+        with PINNED.open() as f:
+            done = {(r["hw"], r["M"], r["K"], r["N"]) for r in csv.DictReader(f)}
+    settings = timeloop.MapperSettings(max_tries=1, wall_timeout_s=wall_s)
+    out = []
+    for r in rows:
+        M, K, N = int(r["M"]), int(r["K"]), int(r["N"])
+        if (r["hw"], r["M"], r["K"], r["N"]) in done:
+            continue
+        mc, me, p, c, n, inner = model_mapping(M, K, N, r["hw"])
+        tc, te = float(r["cycles"]), float(r["energy_pJ"])
+        if not (me < te * (1 - threshold) or mc < tc * (1 - 1e-6)):
+            continue
+        cfg = get_hw(r["hw"])
+        ert = timeloop.run_accelergy(cfg, workdir / cfg.name / "_accelergy")
+        wd = workdir / cfg.name / f"M{M}_K{K}_N{N}" / "pinned"
+        spec = timeloop.build_spec(cfg, M, K, N, settings)
+        tl_inner = {"P": "P", "C": "C", "N": "K"}[inner]  # GEMM N is Timeloop's K
+        for cons in spec["constraints.yaml"]["mapspace_constraints"]:
+            if cons["target"] == "DRAM" and cons["type"] == "temporal":
+                cons["factors"] = f"R=1 S=1 Q=1 N=1 P={p} C={c} K={n}"
+                cons["permutation"] = tl_inner + "".join(d for d in "PCK" if d != tl_inner)
+        timeloop.write_spec(spec, wd)
+        for f in ("ERT.yaml", "ART.yaml"):
+            (wd / f).write_bytes((ert / f).read_bytes())
+        secs, cut = timeloop.run_mapper(wd, settings)
+        res = timeloop.parse_output_dir(wd)
+        out.append(
+            {
+                "hw": r["hw"],
+                "M": M,
+                "K": K,
+                "N": N,
+                "p": p,
+                "c": c,
+                "n": n,
+                "inner": inner,
+                "model_cycles": mc,
+                "model_energy_pJ_uncalibrated": me,
+                "random_cycles": tc,
+                "random_energy_pJ": te,
+                "random_victory": r["victory"],
+                "random_wall_cut": r.get("wall_cut", ""),
+                "pinned_cycles": res.cycles,
+                "pinned_energy_pJ": res.energy_pJ,
+                "pinned_mapper_seconds": round(secs, 2),
+                "pinned_wall_cut": int(cut),
+            }
+        )
+        new = not PINNED.exists()
+        with PINNED.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(out[-1]))
+            if new:
+                w.writeheader()
+            w.writerow(out[-1])
+        print(out[-1], flush=True)
     return out
 
 
@@ -228,18 +364,28 @@ def check_shared() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("step", choices=("shapes", "run", "analyse", "check-shared"))
+    p.add_argument("step", choices=("shapes", "run", "analyse", "check-shared", "pinned"))
     a, extra = p.parse_known_args(argv)
     if a.step == "shapes":
         write_shapes()
         return 0
     if a.step == "run":
         return run(extra)
+    if a.step == "pinned":
+        q = argparse.ArgumentParser()
+        q.add_argument("--workdir", required=True)
+        q.add_argument("--mapper-timeout-s", type=float, default=120.0)
+        b = q.parse_args(extra)
+        pinned(Path(b.workdir), b.mapper_timeout_s)
+        return 0
     if a.step == "check-shared":
         print(json.dumps(check_shared(), indent=2))
         return 0
     res = analyse()
-    print(json.dumps({k: v for k, v in res.items() if k not in ("per_shape", "per_row")}, indent=2))
+    short = {k: v for k, v in res.items() if k != "per_row"}
+    for k in ("random_search", "timeloop_best"):
+        short[k] = {kk: vv for kk, vv in res[k].items() if kk != "per_shape"}
+    print(json.dumps(short, indent=2))
     return 0
 
 
