@@ -67,8 +67,10 @@ def standalone(name, arch, config, runs: Path, out: Path, split, data_dir, train
     path = out / "standalone" / f"{name}.json"
     if path.exists():
         d = json.loads(path.read_text())
-        if d["arch"] == arch.to_dict() and d["train_steps"] == config.train.steps and (
-            d["split"] == split
+        if (
+            d["arch"] == arch.to_dict()
+            and d["train_steps"] == config.train.steps
+            and d["split"] == split
         ):
             return Windows(np.array(d["window_nll"]), np.array(d["window_tokens"]))
     workdir = runs / name
@@ -202,7 +204,7 @@ def main(argv=None) -> dict:
         f"(whole {a.split} split), and of training-free proxies vs standalone",
         "command": "python experiments/ranking/run.py",
         "git_commit": git_commit(),
-        "supernet": str(sup_dir),
+        "supernet": sup_dir.name,  # the run directory's name (no machine paths in results)
         "supernet_step": sup.step,
         "train_steps": config.train.steps,
         "train_tokens": config.train.steps * config.data.batch_size * space.seq_len,
