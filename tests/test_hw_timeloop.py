@@ -373,3 +373,18 @@ def test_timeloop_job_costs_each_shape_once():
     tl = LutJob(hws=hw, backend="timeloop", preset="cpu").shapes()
     an = LutJob(hws=hw, backend="analytical", preset="cpu").shapes()
     assert len({s[1:] for s in tl}) == len(tl) == len({s[1:] for s in an}) < len(an)
+
+
+def test_resumed_table_keeps_earlier_provenance_of_one_config_meta(tmp_path):
+    """A table's own .meta.json (one config, any keys) becomes an earlier run."""
+    import json
+
+    from cosearch.hw.build import _with_history
+
+    hw = get_hw("gemmini-256k-64k")
+    path = tmp_path / "gemmini-256k-64k.csv"
+    old = {"n_rows": 3, "date_utc": "then", "git_commit": "abc", "note": "imported"}
+    path.with_name("gemmini-256k-64k.meta.json").write_text(json.dumps(old))
+    meta = _with_history({"n_rows": 5}, path, hw)
+    (run,) = meta["earlier_runs"]
+    assert (run["n_rows"], run["git_commit"], run["note"]) == (3, "abc", "imported")

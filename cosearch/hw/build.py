@@ -388,7 +388,8 @@ def _with_history(meta: dict, path: Path, hw: GemminiConfig) -> dict:
         prev = json.loads(old.read_text())
     except ValueError:
         return meta
-    prev = prev.get(hw.name, {}) if "backend" not in prev else prev  # --out: one per config
+    if isinstance(prev.get(hw.name), dict):  # --out: one entry per config
+        prev = prev[hw.name]
     earlier = list(prev.get("earlier_runs", []))
     if prev.get("n_rows"):
         earlier.append({k: prev.get(k) for k in _RUN_KEYS})
