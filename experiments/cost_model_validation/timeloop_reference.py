@@ -13,6 +13,8 @@ calibration fit (`lut/timeloop/calibration.csv`), so every one is held out.
     python experiments/cost_model_validation/timeloop_reference.py analyse  # metrics json
     nice -n 10 python experiments/cost_model_validation/timeloop_reference.py pinned \
         --workdir DIR   # model cheaper than the random search: Timeloop on the model's mapping
+    python experiments/cost_model_validation/timeloop_reference.py lut-vs-model
+        # lut/cpu/timeloop rows vs the model (results/timeloop_lut_vs_model.json)
     python experiments/cost_model_validation/timeloop_reference.py check-shared
         # ../shared/timeloop/luts rows vs this machine's runs (results/shared_lut_check.*)
 
@@ -210,6 +212,54 @@ def analyse() -> dict:
 
 
 PINNED = RESULTS / "timeloop_pinned.csv"
+LUT_DIR = HERE.parents[1] / "lut" / "cpu" / "timeloop"
+
+
+def lut_vs_model() -> dict:
+    """The committed real-Timeloop LUT rows (lut/cpu/timeloop) against the model: MAPE of
+    cycles and energy, how many rows Timeloop's search ended at the model's exact cycles,
+    and the thesis-vs-stock energy ordering over the shapes both tables hold."""
+    out: dict = {}
+    tables = {}
+    for path in sorted(LUT_DIR.glob("*.csv")):
+        with path.open() as f:
+            rows = list(csv.DictReader(f))
+        tables[path.stem] = {(int(r["M"]), int(r["K"]), int(r["N"])): r for r in rows}
+        ec, ee, ee0, conv = [], [], [], []
+        for r in rows:
+            shape, cfg = (int(r["M"]), int(r["K"]), int(r["N"])), get_hw(r["hw"])
+            m = gemm_cost(*shape, cfg)
+            m0 = gemm_cost(*shape, cfg, calibration=Calibration())
+            tc, te = float(r["cycles"]), float(r["energy_pJ"])
+            ec.append(abs(float(m["cycles"][0]) - tc) / tc)
+            ee.append(abs(float(m["energy_pJ"][0]) - te) / te)
+            ee0.append(abs(float(m0["energy_pJ"][0]) - te) / te)
+            conv.append(tc <= float(m["cycles"][0]) * 1.001)
+        c = np.array(conv, dtype=bool)
+        out[path.stem] = {
+            "rows": len(rows),
+            "rows_wall_cut": sum(int(r.get("wall_cut") or 0) for r in rows),
+            "cycles_mape": float(np.mean(ec)),
+            "energy_mape": float(np.mean(ee)),
+            "energy_mape_uncalibrated": float(np.mean(ee0)),
+            "rows_at_model_cycles": int(c.sum()),
+            "energy_mape_uncalibrated_at_model_cycles": float(np.mean(np.array(ee0)[c]))
+            if c.any()
+            else None,
+        }
+    if {"gemmini-64k-256k", "gemmini-256k-64k"} <= set(tables):
+        a, b = tables["gemmini-64k-256k"], tables["gemmini-256k-64k"]
+        common = sorted(set(a) & set(b))
+        agree = 0
+        for s in common:
+            tl = float(a[s]["energy_pJ"]) < float(b[s]["energy_pJ"])
+            md = float(gemm_cost(*s, get_hw("gemmini-64k-256k"))["energy_pJ"][0]) < float(
+                gemm_cost(*s, get_hw("gemmini-256k-64k"))["energy_pJ"][0]
+            )
+            agree += tl == md
+        out["thesis_vs_stock_energy_order_agrees"] = f"{agree} of {len(common)} shapes"
+    (RESULTS / "timeloop_lut_vs_model.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out
 
 
 def model_mapping(M: int, K: int, N: int, hw: str) -> tuple[float, float, int, int, int, str]:
@@ -364,7 +414,9 @@ def check_shared() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("step", choices=("shapes", "run", "analyse", "check-shared", "pinned"))
+    p.add_argument(
+        "step", choices=("shapes", "run", "analyse", "check-shared", "pinned", "lut-vs-model")
+    )
     a, extra = p.parse_known_args(argv)
     if a.step == "shapes":
         write_shapes()
@@ -377,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--mapper-timeout-s", type=float, default=120.0)
         b = q.parse_args(extra)
         pinned(Path(b.workdir), b.mapper_timeout_s)
+        return 0
+    if a.step == "lut-vs-model":
+        print(json.dumps(lut_vs_model(), indent=2))
         return 0
     if a.step == "check-shared":
         print(json.dumps(check_shared(), indent=2))
