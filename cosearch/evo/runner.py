@@ -223,6 +223,10 @@ def run(
         )
         histories[label] = result.history
 
+    # per config: how many GEMM shapes its table (Timeloop or analytical) gave, how many
+    # the model costed
+    if hasattr(coster, "coverage"):
+        sources.update({f"{h} shapes": v for h, v in coster.coverage().items()})
     fallbacks = getattr(coster, "fallbacks", 0)
     if fallbacks:
         sources["analytical fallbacks"] = (
