@@ -71,7 +71,8 @@ CASES = [
     # ----- search: flags, checked before anything loads -----
     ("eval-tokens-negative", "search", SEARCH + " --eval-tokens -5", ["--eval-tokens", ">= 0"]),
     ("final-tokens-negative", "search", SEARCH + " --final-tokens -3", ["--final-tokens", ">= 0"]),
-    ("budget-tokens-negative", "search", SEARCH + " --budget-tokens -1", ["--budget-tokens", ">= 0"]),
+    ("budget-tokens-negative", "search", SEARCH + " --budget-tokens -1",
+     ["--budget-tokens", ">= 0"]),
     ("max-latency-zero", "search", SEARCH + " --max-latency-ms 0",
      ["--max-latency-ms", "positive"]),
     ("max-latency-negative", "search", SEARCH + " --max-latency-ms -2", ["--max-latency-ms"]),
