@@ -122,6 +122,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "the baseline; 0 = the whole split, as the studies do; default: --final-tokens)",
     )
     p.add_argument(
+        "--budget-screen-tokens",
+        type=int,
+        default=20000,
+        help="screen budget candidates on this many validation tokens before scoring them "
+        "on --budget-tokens, where that is more (drops those still > 3 paired SE over the "
+        "budget; default 20000; 0 = no screen)",
+    )
+    p.add_argument(
+        "--budget-max-evals",
+        type=int,
+        default=24,
+        help="at most this many budget re-evaluations per budget and baseline, in order of "
+        "EDP (default 24, so that the default search finishes in minutes; a budget that "
+        "hit it is marked capped; 0 = no cap, as the studies do)",
+    )
+    p.add_argument(
         "--regime",
         default="optimal",
         choices=["optimal", "gemmini-tiler"],
@@ -243,6 +259,8 @@ def _main(argv: list[str] | None = None) -> dict:
         final_eval=not args.no_final_eval,
         final_tokens=args.final_tokens,
         budget_tokens=args.budget_tokens,
+        budget_screen_tokens=args.budget_screen_tokens,
+        budget_max_evals=args.budget_max_evals,
         ppl=args.ppl,
     )
     hw_tag = args.hw.replace(",", "+")

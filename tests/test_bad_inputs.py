@@ -73,6 +73,8 @@ CASES = [
     ("final-tokens-negative", "search", SEARCH + " --final-tokens -3", ["--final-tokens", ">= 0"]),
     ("budget-tokens-negative", "search", SEARCH + " --budget-tokens -1",
      ["--budget-tokens", ">= 0"]),
+    ("budget-max-evals-negative", "search", SEARCH + " --budget-max-evals -1",
+     ["--budget-max-evals", ">= 0"]),
     ("max-latency-zero", "search", SEARCH + " --max-latency-ms 0",
      ["--max-latency-ms", "positive"]),
     ("max-latency-negative", "search", SEARCH + " --max-latency-ms -2", ["--max-latency-ms"]),

@@ -94,6 +94,54 @@ def test_pick_near_the_edge_is_flagged():
     assert rows[0]["near_edge"] is True and 0 < rows[0]["pick_rate"] < 1
 
 
+def _screen_case(**kw) -> tuple[dict, list]:
+    # four candidates in EDP order whose search estimates all sit inside the band; on
+    # the screen (and the final split) the first two are far over +1 ppl (+6, +5), the
+    # third is inside (+0.4), the fourth safely inside (+0.1)
+    final = {_arch(0): 6.0, _arch(1): 5.0, _arch(2): 0.4, _arch(3): 0.1}
+    scored = []
+
+    def final_w(a):
+        scored.append(a)
+        return _windows(final[a], 0.05, hash(a) % 1000)
+
+    (row,) = budget_picks(
+        [Candidate(_arch(i), float(i + 1)) for i in range(4)],
+        10.0,
+        lambda a: _windows(0.5, 0.3, hash(a) % 1000 + 1),
+        _windows(0.0, 0.3, 2),
+        final_w,
+        _windows(0.0, 0.05, 4),
+        budgets=[("+1 ppl", 1.0, False)],
+        n_boot=100,
+        **kw,
+    )
+    return row, scored
+
+
+def test_screen_skips_final_scores_of_candidates_far_over_the_budget():
+    plain, scored_plain = _screen_case()
+    screened, scored = _screen_case(
+        screen=(
+            lambda a: _windows({_arch(0): 6.0, _arch(1): 5.0}.get(a, 0.3), 0.1, 9),
+            _windows(0.0, 0.1, 9),
+        )
+    )
+    # same pick, but the two hopeless candidates never reached the final split
+    assert plain["arch"] == screened["arch"] == _arch(2).short()
+    assert _arch(0) in scored_plain and _arch(0) not in scored and _arch(1) not in scored
+    assert screened["screened_out"] == 2 and plain["screened_out"] == 0
+    assert screened["re_evaluated"] == plain["re_evaluated"] - 2
+
+
+def test_cap_on_final_scores_is_reported():
+    row, scored = _screen_case(max_evals=2)
+    # the two cheapest are over budget and the cap stops the scan before the third
+    assert len(scored) == 2 and row["capped"] is True and row["arch"] is None
+    row, _ = _screen_case(max_evals=10)
+    assert row["capped"] is False and row["arch"] == _arch(2).short()
+
+
 def _row(reduction, ci=None, arch=None):
     return {
         "budget_ppl": 1.0,

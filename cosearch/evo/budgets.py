@@ -5,7 +5,11 @@ close subnets is larger than a +1 ppl budget. So a budget's pick is not read off
 search estimates: every evaluated arch whose search estimate is within `band` paired
 standard errors of the budget is a candidate; candidates are re-scored on the final split
 (the whole split by default) in order of EDP, and the pick is the lowest-EDP one whose
-final paired difference to the baseline is within the budget. The reduction's interval
+final paired difference to the baseline is within the budget. Optionally a candidate is
+first screened on a middle-sized sample (e.g. 20,000 tokens): one whose screened estimate
+is still more than `band` SE over the budget is dropped without its costly final score;
+and the number of final scores per budget may be capped (the row then says `capped`, as
+a lower-EDP pick might have been missed). The reduction's interval
 comes from a bootstrap over the final split's windows (the pick is made again in each
 resample). It must not search or cost hardware: it takes evaluations and windows.
 """
@@ -55,15 +59,32 @@ def budget_picks(
     band: float = 3.0,
     n_boot: int = 1000,
     seed: int = 0,
+    screen: tuple[Callable[[Arch], Windows], Windows] | None = None,
+    max_evals: int = 0,
+    on_eval: Callable[[], None] | None = None,
 ) -> list[dict]:
     """One row per budget: the pick, its final Δppl and SE, the EDP reduction and its
-    bootstrap interval, whether Δppl lies within one SE of the budget's edge."""
+    bootstrap interval, whether Δppl lies within one SE of the budget's edge. `screen`:
+    (windows of an arch, the baseline's windows) on a middle-sized sample scored before
+    the final split; `max_evals`: at most this many final scores per budget (0: no cap);
+    `on_eval` is called after each new final score (a progress bar)."""
     final_cache: dict[Arch, Windows] = {}
+    screen_cache: dict[Arch, tuple[float, float]] = {}
 
     def final(arch: Arch) -> Windows:
         if arch not in final_cache:
             final_cache[arch] = final_windows(arch)
+            if on_eval is not None:
+                on_eval()
         return final_cache[arch]
+
+    def screened_out(arch: Arch, delta: float, relative: bool) -> bool:
+        if screen is None or arch in final_cache:
+            return False
+        if arch not in screen_cache:
+            screen_cache[arch] = paired_delta(screen[0](arch), screen[1])
+        d, se = screen_cache[arch]
+        return d - band * se > float(_allowance(delta, relative, screen[1].ppl))
 
     search = {}
     for c in candidates:
@@ -77,8 +98,14 @@ def budget_picks(
         allow = float(_allowance(delta, relative, baseline_final.ppl))
         allow_search = float(_allowance(delta, relative, baseline_search.ppl))
         kept = [c for c in by_edp if search[c.arch][0] - band * search[c.arch][1] <= allow_search]
-        pick, checked = None, []
+        pick, checked, dropped, capped = None, [], 0, False
         for c in kept:
+            if screened_out(c.arch, delta, relative):
+                dropped += 1
+                continue
+            if max_evals and len(checked) >= max_evals:
+                capped = True
+                break
             d, se = paired_delta(final(c.arch), baseline_final)
             checked.append(c)
             if pick is None and d <= allow:
@@ -99,7 +126,9 @@ def budget_picks(
             "budget": label,
             "budget_ppl": allow,
             "candidates": len(kept),
+            "screened_out": dropped,
             "re_evaluated": len(checked),
+            "capped": capped,
             "arch": None,
             "pick_hw": None,
             "edp": None,
@@ -137,13 +166,21 @@ def paired_budgets(
     final_tokens: int | None,
     budgets: Sequence[tuple[str, float, bool]] = BUDGETS,
     any_hw: bool = False,
+    screen_tokens: int | None = None,
+    max_evals: int = 0,
+    on_eval: Callable[[], None] | None = None,
 ) -> list[dict]:
     """`budget_picks` for each baseline (objects with name, hw, edp) over the evaluated
     pairs on its hardware (with `any_hw`, as in a joint hardware search: over the pairs on
     every config, so a pick may move to other hardware): the supernet's largest arch
     scored by `evaluator`, the from-scratch model by `baseline_evaluator`, both on the
     same windows as the candidates. Baselines with nothing to score windows (a bare
-    --baseline-ppl) are skipped."""
+    --baseline-ppl) are skipped. `screen_tokens`: screen candidates on that many
+    validation tokens first, where that is fewer than `final_tokens` (None: no screen);
+    `max_evals`, `on_eval`: as in `budget_picks`."""
+    use_screen = screen_tokens is not None and (
+        final_tokens is None or screen_tokens < final_tokens
+    )
     rows = []
     for b in sorted(baselines, key=lambda b: (b.name != "from scratch", b.hw, b.name)):
         ev_b = baseline_evaluator if b.name == "from scratch" else evaluator
@@ -163,6 +200,16 @@ def paired_budgets(
             lambda a: evaluator.windows(a, "valid", final_tokens),
             ev_b.windows(b_arch, "valid", final_tokens),
             budgets,
+            screen=(
+                (
+                    lambda a: evaluator.windows(a, "valid", screen_tokens),
+                    ev_b.windows(b_arch, "valid", screen_tokens),
+                )
+                if use_screen
+                else None
+            ),
+            max_evals=max_evals,
+            on_eval=on_eval,
         )
         base_ppl = ev_b.windows(b_arch, "valid", final_tokens).ppl
         for r in picks:
@@ -173,6 +220,8 @@ def paired_budgets(
                     "baseline_ppl": base_ppl,
                     "baseline_edp": b.edp,
                     "final_tokens": final_tokens or "all",
+                    "screen_tokens": screen_tokens if use_screen else None,
+                    "max_evals": max_evals or None,
                     "method": "paired, re-evaluated on the final split",
                     "candidates_from": "every config" if any_hw else "the baseline's config",
                     **r,

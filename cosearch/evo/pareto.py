@@ -365,6 +365,17 @@ def _reduction_text(r: dict) -> str:
     return text + (" !" if r.get("near_edge") else "")
 
 
+def _method_text(r: dict) -> str:
+    text = r.get("method", "")
+    if "re_evaluated" in r:
+        text += f"; {r['re_evaluated']} re-scored"
+        if r.get("screened_out"):
+            text += f", {r['screened_out']} screened out on {r.get('screen_tokens')} tokens"
+        if r.get("capped"):
+            text += f"; **capped** at {r.get('max_evals')}"
+    return text
+
+
 def summary_markdown(
     *,
     header: dict,
@@ -413,9 +424,12 @@ def summary_markdown(
         "over the same windows, is within the budget (method column). Δppl ± its SE; "
         "reduction with a 95% bootstrap interval over the split's windows; '!' marks a "
         "pick within one SE of the budget's edge; pick rate = share of resamples in which "
-        "some candidate meets the budget. The thesis (paper space, Timeloop energy, RTL "
-        "latency) reports 2.24x at +0.1 ppl and 10.56x at +1 ppl vs the from-scratch "
-        "largest model.",
+        "some candidate meets the budget; the method column counts the candidates "
+        "re-scored, those dropped by a cheaper screen (still > 3 SE over the budget), and "
+        "says 'capped' where the cap on re-scores (--budget-max-evals) stopped the scan, "
+        "so that a lower-EDP pick, or any pick, may exist beyond it. The thesis "
+        "(paper space, Timeloop energy, RTL latency) reports 2.24x at +0.1 ppl and "
+        "10.56x at +1 ppl vs the from-scratch largest model.",
         "",
         "| baseline | hw | baseline ppl | budget | allowance (ppl) | pick | Δppl ± SE | "
         "reduction (95% CI) | pick rate | method |",
@@ -437,7 +451,7 @@ def summary_markdown(
         lines.append(
             f"| {r['baseline']} | {r['hw']} | {_fmt(base, '.2f')} | {r['budget']} | "
             f"{_fmt(allow, '.3f')} | {r.get('arch') or '–'} | {dtxt} | {red} | "
-            f"{_fmt(r.get('pick_rate'), '.2f')} | {r.get('method', '')} |"
+            f"{_fmt(r.get('pick_rate'), '.2f')} | {_method_text(r)} |"
         )
     het = heterogeneity(front)
     lines += [

@@ -131,16 +131,20 @@ def finish(
             "deciding perplexity budgets on the validation split (paired, %s tokens)",
             budget_tokens or "all",
         )
-        reductions = budgets.paired_budgets(
-            evaluated,
-            baselines,
-            evaluator,
-            baseline_evaluator,
-            largest,
-            config.search.eval_tokens or None,
-            budget_tokens,
-            any_hw="hw-search" in problems,
-        )
+        with tqdm(desc="budget re-evaluations", unit="arch", disable=not progress) as bar:
+            reductions = budgets.paired_budgets(
+                evaluated,
+                baselines,
+                evaluator,
+                baseline_evaluator,
+                largest,
+                config.search.eval_tokens or None,
+                budget_tokens,
+                any_hw="hw-search" in problems,
+                screen_tokens=options.budget_screen_tokens or None,
+                max_evals=options.budget_max_evals,
+                on_eval=bar.update,
+            )
     paired = {(r["baseline"], r["hw"]) for r in reductions}
     reductions += [  # baselines without windows to pair (e.g. a bare --baseline-ppl)
         {**r, "method": "search/front point estimates (not paired)"}

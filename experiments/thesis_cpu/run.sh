@@ -18,6 +18,6 @@ for seed in ${SEEDS:-0 1 2}; do
   [[ -d $dir/state ]] && resume=(--resume)
   python -m cosearch.search --checkpoint "$SUPERNET" --baseline-checkpoint "$SCRATCH" \
     --hw gemmini-64k-256k,gemmini-256k-64k --seed "$seed" \
-    --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --out "$dir" "${resume[@]}" "$@"
+    --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-max-evals 0 --out "$dir" "${resume[@]}" "$@"
 done
 python experiments/thesis_cpu/analyse.py "$OUT"
