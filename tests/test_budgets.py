@@ -108,7 +108,7 @@ def _screen_case(**kw) -> tuple[dict, list]:
     (row,) = budget_picks(
         [Candidate(_arch(i), float(i + 1)) for i in range(4)],
         10.0,
-        lambda a: _windows(0.5, 0.3, hash(a) % 1000 + 1),
+        lambda a: _windows(0.5, 0.3, 1),  # one search estimate for all: EDP order
         _windows(0.0, 0.3, 2),
         final_w,
         _windows(0.0, 0.05, 4),
@@ -140,6 +140,18 @@ def test_cap_on_final_scores_is_reported():
     assert len(scored) == 2 and row["capped"] is True and row["arch"] is None
     row, _ = _screen_case(max_evals=10)
     assert row["capped"] is False and row["arch"] == _arch(2).short()
+
+
+def test_scores_at_hand_come_first_and_do_not_count_to_the_cap():
+    # the dearest candidate's final score is already at hand (a re-evaluated front
+    # member): it is the first pick, free; the one new score allowed then goes to the
+    # cheapest remaining candidate (over budget) and the cap stops the scan there
+    row, scored = _screen_case(max_evals=1, is_cached=lambda a: a == _arch(3))
+    assert scored == [_arch(3), _arch(0)]
+    assert row["arch"] == _arch(3).short() and row["capped"] is True
+    # without a cap the same best-first scan ends on the lowest-EDP pass
+    row, _ = _screen_case(is_cached=lambda a: a == _arch(3))
+    assert row["arch"] == _arch(2).short() and row["capped"] is False
 
 
 def _row(reduction, ci=None, arch=None):

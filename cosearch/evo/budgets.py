@@ -4,8 +4,9 @@ A search scores archs on a few thousand tokens; at that size the paired noise be
 close subnets is larger than a +1 ppl budget. So a budget's pick is not read off the
 search estimates: every evaluated arch whose search estimate is within `band` paired
 standard errors of the budget is a candidate; candidates are re-scored on the final split
-(the whole split by default) in order of EDP, and the pick is the lowest-EDP one whose
-final paired difference to the baseline is within the budget. Optionally a candidate is
+(the whole split by default), best first (scores at hand, then the likeliest to pass,
+each pass leaving only cheaper candidates in play), and the pick is the lowest-EDP one
+whose final paired difference to the baseline is within the budget. Optionally a candidate is
 first screened on a middle-sized sample (e.g. 20,000 tokens): one whose screened estimate
 is still more than `band` SE over the budget is dropped without its costly final score;
 and the number of final scores per budget may be capped (the row then says `capped`, as
@@ -62,12 +63,14 @@ def budget_picks(
     screen: tuple[Callable[[Arch], Windows], Windows] | None = None,
     max_evals: int = 0,
     on_eval: Callable[[], None] | None = None,
+    is_cached: Callable[[Arch], bool] | None = None,
 ) -> list[dict]:
     """One row per budget: the pick, its final Δppl and SE, the EDP reduction and its
     bootstrap interval, whether Δppl lies within one SE of the budget's edge. `screen`:
     (windows of an arch, the baseline's windows) on a middle-sized sample scored before
     the final split; `max_evals`: at most this many final scores per budget (0: no cap);
-    `on_eval` is called after each new final score (a progress bar)."""
+    `on_eval` is called after each new final score (a progress bar); `is_cached` says
+    which archs' final scores are already at hand (free: they do not count to the cap)."""
     final_cache: dict[Arch, Windows] = {}
     screen_cache: dict[Arch, tuple[float, float]] = {}
 
@@ -98,22 +101,18 @@ def budget_picks(
         allow = float(_allowance(delta, relative, baseline_final.ppl))
         allow_search = float(_allowance(delta, relative, baseline_search.ppl))
         kept = [c for c in by_edp if search[c.arch][0] - band * search[c.arch][1] <= allow_search]
-        pick, checked, dropped, capped = None, [], 0, False
-        for c in kept:
-            if screened_out(c.arch, delta, relative):
-                dropped += 1
-                continue
-            if max_evals and len(checked) >= max_evals:
-                capped = True
-                break
-            d, se = paired_delta(final(c.arch), baseline_final)
-            checked.append(c)
-            if pick is None and d <= allow:
-                pick = (c, d, se)
-            # past the pick, go on until a candidate passes with margin, so that the
-            # bootstrap can fall back on it where the pick fails a resample
-            if pick is not None and d + 2 * se <= allow:
-                break
+        pick, checked, dropped, capped = _scan(
+            kept,
+            z={
+                c.arch: (search[c.arch][0] - allow_search) / max(search[c.arch][1], 1e-12)
+                for c in kept
+            },
+            allow=allow,
+            final_delta=lambda a: paired_delta(final(a), baseline_final),
+            screened_out=lambda a, d=delta, r=relative: screened_out(a, d, r),
+            free=lambda a: a in final_cache or (is_cached is not None and is_cached(a)),
+            max_evals=max_evals,
+        )
         boot = []
         for c in checked:
             f = final(c.arch)
@@ -154,6 +153,63 @@ def budget_picks(
             )
         rows.append(row)
     return rows
+
+
+def _scan(
+    kept: Sequence[Candidate],
+    z: dict[Arch, float],
+    allow: float,
+    final_delta: Callable[[Arch], tuple[float, float]],
+    screened_out: Callable[[Arch], bool],
+    free: Callable[[Arch], bool],
+    max_evals: int,
+) -> tuple[tuple[Candidate, float, float] | None, list[Candidate], int, bool]:
+    """One budget's scan of `kept` (in EDP order): (pick with its Δ and SE, the candidates
+    scored on the final split in EDP order, how many the screen dropped, capped?).
+
+    Best first: scores already at hand (`free`), then the candidates likeliest to pass
+    (lowest search z); each pass leaves only cheaper candidates in play. Without a cap this
+    finds exactly the lowest-EDP candidate that passes on the final split. Past the pick it
+    goes on up in EDP until a candidate passes with margin, so that the bootstrap can fall
+    back on it where the pick fails a resample."""
+    rank = {id(c): i for i, c in enumerate(kept)}
+    seen: dict[int, tuple[float, float] | None] = {}
+    checked: list[Candidate] = []
+    dropped, capped, n_new = 0, False, 0
+
+    def score(c: Candidate) -> tuple[float, float] | None:
+        nonlocal dropped, capped, n_new
+        if id(c) in seen:
+            return seen[id(c)]
+        if screened_out(c.arch):
+            seen[id(c)] = None
+            dropped += 1
+            return None
+        at_hand = free(c.arch)
+        if not at_hand and max_evals and n_new >= max_evals:
+            capped = True
+            return None
+        n_new += 0 if at_hand else 1
+        checked.append(c)
+        seen[id(c)] = final_delta(c.arch)
+        return seen[id(c)]
+
+    pick = None
+    pool = list(kept)
+    while pool and not capped:
+        c = min(pool, key=lambda c: (not free(c.arch), z[c.arch], rank[id(c)]))
+        pool.remove(c)
+        r = score(c)
+        if r is not None and r[0] <= allow:
+            pick = (c, *r)
+            pool = [o for o in pool if rank[id(o)] < rank[id(c)]]
+    if pick is not None and pick[1] + 2 * pick[2] > allow and not capped:
+        for c in kept[rank[id(pick[0])] + 1 :]:
+            r = score(c)
+            if capped or (r is not None and r[0] + 2 * r[1] <= allow):
+                break
+    checked.sort(key=lambda c: rank[id(c)])
+    return pick, checked, dropped, capped
 
 
 def paired_budgets(
@@ -210,6 +266,11 @@ def paired_budgets(
             ),
             max_evals=max_evals,
             on_eval=on_eval,
+            is_cached=(
+                (lambda a: evaluator.has_windows(a, "valid", final_tokens))
+                if hasattr(evaluator, "has_windows")
+                else None
+            ),
         )
         base_ppl = ev_b.windows(b_arch, "valid", final_tokens).ppl
         for r in picks:

@@ -174,6 +174,12 @@ class Evaluator:
             key = f"{RECIPE}|{key}"
         return key
 
+    def has_windows(
+        self, arch: Arch, split: str = "valid", max_tokens: int | None = None, int8: bool = False
+    ) -> bool:
+        """Whether `windows` of these arguments is already scored (costs nothing)."""
+        return self._key(arch, split, max_tokens, int8) in self._cache
+
     def perplexity(
         self, arch: Arch, split: str = "valid", max_tokens: int | None = None, *, save: bool = True
     ) -> float:

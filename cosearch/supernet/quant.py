@@ -237,6 +237,9 @@ class Int8View:
     ) -> Windows:
         return self.float_evaluator.windows(arch, split, max_tokens, save=save, int8=True)
 
+    def has_windows(self, arch: Arch, split: str = "valid", max_tokens: int | None = None) -> bool:
+        return self.float_evaluator.has_windows(arch, split, max_tokens, int8=True)
+
     def perplexity(
         self, arch: Arch, split: str = "valid", max_tokens: int | None = None, *, save: bool = True
     ) -> float:
