@@ -22,6 +22,7 @@ from pathlib import Path
 from cosearch.cli import add_verbose, main_wrapper, make_parser, setup_logging
 from cosearch.errors import UsageError
 from cosearch.parsing import split_top_level
+from cosearch.runinfo import shown_path
 from cosearch.space import arch_from_arg
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "supernet-cpu"
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     add_verbose(p)
     p.add_argument(
         "--checkpoint",
-        default=str(DEFAULT_CHECKPOINT),
+        default=shown_path(DEFAULT_CHECKPOINT),
         help="run directory of train_supernet (default: the committed cpu supernet)",
     )
     p.add_argument(

@@ -76,6 +76,16 @@ def command() -> str | None:
     return " ".join([program(), *sys.argv[1:]])
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """`path` relative to the working directory where it lies under it (what a user typed
+    from there; keeps machine paths out of result files), else as given."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def _first_existing(path: Path) -> Path:
     p = path
     while not p.exists() and p != p.parent:

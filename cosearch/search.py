@@ -17,6 +17,7 @@ from pathlib import Path
 from cosearch.cli import base_parser, main_wrapper, setup_logging
 from cosearch.config import RunConfig, get_preset, override
 from cosearch.parsing import positive_ints
+from cosearch.runinfo import shown_path
 
 DESCRIPTION = """\
 Evolutionary co-search (NSGA-II) of Transformer architectures and Gemmini configurations:
@@ -41,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             action.help = "named configuration (tiny, cpu, paper); default: the checkpoint's"
     p.add_argument(
         "--checkpoint",
-        default=str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.is_dir() else None,
+        default=shown_path(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.is_dir() else None,
         help="supernet run directory (from `python -m "
         "cosearch.train_supernet`); its preset is the default --preset (default: the "
         "committed cpu supernet, checkpoints/supernet-cpu)",
