@@ -9,6 +9,11 @@
 # and pass SUPERNET=runs/supernet-cpu SCRATCH=runs/scratch-cpu.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# Costs from the analytical Gemmini model for every shape (BACKEND=auto would take the
+# real-Timeloop rows of lut/cpu/timeloop/ where present: those tables are partial and every
+# row is cut by the mapper's search limit, an upper bound, so one search would compare archs
+# costed by two different sources; see experiments/cost_model_validation/report.md).
+BACKEND=${BACKEND:-analytical}
 SUPERNET=${SUPERNET:-checkpoints/supernet-cpu}
 SCRATCH=${SCRATCH:-checkpoints/scratch-cpu}
 OUT=experiments/thesis_cpu/results
@@ -18,6 +23,6 @@ for seed in ${SEEDS:-0 1 2}; do
   [[ -d $dir/state ]] && resume=(--resume)
   python -m cosearch.search --checkpoint "$SUPERNET" --baseline-checkpoint "$SCRATCH" \
     --hw gemmini-64k-256k,gemmini-256k-64k --seed "$seed" \
-    --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-max-evals 0 --out "$dir" "${resume[@]}" "$@"
+    --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-max-evals 0 --backend "$BACKEND" --out "$dir" "${resume[@]}" "$@"
 done
 python experiments/thesis_cpu/analyse.py "$OUT"
