@@ -29,3 +29,32 @@ def tiny_checkpoint(tiny_config, tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("tiny_supernet")
     run(tiny_config, workdir)
     return workdir
+
+
+@pytest.fixture
+def evaluate_json(tiny_checkpoint, tiny_data, capsys):
+    """Runs `cosearch.evaluate` on the tiny supernet's largest and smallest archs with
+    `--json` (after any `extra` arguments); checks that what it printed is what it returned
+    and gives back (rows, printed)."""
+    import json
+
+    from cosearch.evaluate import main
+
+    def run(*extra: str) -> tuple[list[dict], list[dict]]:
+        rows = main(
+            [
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--data-dir",
+                str(tiny_data),
+                "--archs",
+                "largest,smallest",
+                *extra,
+                "--json",
+            ]
+        )
+        printed = json.loads(capsys.readouterr().out)
+        assert printed == json.loads(json.dumps(rows))
+        return rows, printed
+
+    return run

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -53,25 +51,10 @@ def test_unpaired_windows_are_refused():
         paired_delta(a, Windows(np.ones(4), np.ones(4)))
 
 
-def test_evaluate_cli_json(tiny_checkpoint, tiny_data, capsys):
-    from cosearch.evaluate import main
+def test_evaluate_cli_json(tiny_checkpoint, tiny_data, evaluate_json):
     from cosearch.supernet.evaluate import load_evaluator
 
-    rows = main(
-        [
-            "--checkpoint",
-            str(tiny_checkpoint),
-            "--data-dir",
-            str(tiny_data),
-            "--archs",
-            "largest,smallest",
-            "--split",
-            "test",
-            "--json",
-        ]
-    )
-    printed = json.loads(capsys.readouterr().out)
-    assert printed == json.loads(json.dumps(rows))
+    _, printed = evaluate_json("--split", "test")
     assert [set(r) >= {"arch", "split", "tokens", "ppl"} for r in printed] == [True, True]
     ev = load_evaluator(tiny_checkpoint, str(tiny_data))
     space = ev.space

@@ -89,23 +89,12 @@ def test_calibration_is_deterministic_and_covers_every_gemm_input():
         calibration_windows(train[:10], 16)
 
 
-def test_int8_ppl_of_the_tiny_supernet_is_finite_and_close(tiny_checkpoint, tiny_data, capsys):
+def test_int8_ppl_of_the_tiny_supernet_is_finite_and_close(
+    tiny_checkpoint, tiny_data, capsys, evaluate_json
+):
     from cosearch.evaluate import main
 
-    rows = main(
-        [
-            "--checkpoint",
-            str(tiny_checkpoint),
-            "--data-dir",
-            str(tiny_data),
-            "--archs",
-            "largest,smallest",
-            "--int8",
-            "--json",
-        ]
-    )
-    printed = json.loads(capsys.readouterr().out)
-    assert printed == json.loads(json.dumps(rows))
+    rows, printed = evaluate_json("--int8")
     for r in printed:
         assert np.isfinite(r["ppl_int8"]) and r["ppl_int8"] > 1
         assert r["ppl_int8"] == pytest.approx(r["ppl"], rel=0.05)

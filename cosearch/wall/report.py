@@ -279,6 +279,53 @@ def _f(v, fmt: str = ".3g", none: str = "-") -> str:
     return none if v is None else format(v, fmt)
 
 
+def _summary_rows(summ: list[dict], row, fail_line) -> list[str]:
+    """A table row per summary, `row(s, first_failure)`, then a "First failure reasons"
+    list, `fail_line(s)`, for the summaries that have a reason."""
+    lines = []
+    for s in summ:
+        ff = f"{s['first_fail']} ({s['first_fail_status']})" if s["first_fail"] else "none"
+        lines.append(row(s, ff))
+    fails = [s for s in summ if s["first_fail_reason"]]
+    if fails:
+        lines += ["", "First failure reasons:", ""]
+        lines += [fail_line(s) for s in fails]
+    return lines
+
+
+def _prefill_row(s: dict, ff: str) -> str:
+    return (
+        f"| {s['label']} | `{s['arch_id']}` | {_f(s['params'] and s['params'] / 1e6)} | "
+        f"{s['attention']} | {_f(s['longest_ok'], 'd')} | {s['class']} | {ff} | "
+        f"{_f(s['tokens_per_s_512'], '.0f')} | {_f(s['tokens_per_s_per_M_512'], '.0f')} | "
+        f"{_f(s['time_exp_all'], '.2f')} / {_f(s['time_exp_long'], '.2f')} / "
+        f"{_f(s['time_exp_last'], '.2f')} | "
+        f"{_f(s['mem_exp_long'], '.2f')} | {_f(s['xla_temp_exp_long'], '.2f')} | "
+        f"{_f(s['predicted_oom_len'], '.0f')} |"
+    )
+
+
+def _prefill_fail(s: dict) -> str:
+    return f"- {s['label']} {s['attention']} at {s['first_fail']}: {s['first_fail_reason']}"
+
+
+def _decode_row(s: dict, ff: str) -> str:
+    tps = s["tokens_per_s"]
+    return (
+        f"| {s['label']} | `{s['arch_id']}` | {s['batch']} | {_f(s['longest_ok'], 'd')} | "
+        f"{ff} | {s['wall']} | {_f(tps.get(128), '.0f')} | "
+        f"{_f(tps.get(s['longest_ok']), '.0f')} | {_f(s['peak_rss_mb'], '.0f')} | "
+        f"{_f(s['forward_mb'], '.0f')} | {_f(s['kv_cache_mb'], '.0f')} | "
+        f"{_f(s['time_exp'], '.2f')} |"
+    )
+
+
+def _decode_fail(s: dict) -> str:
+    return (
+        f"- {s['label']} batch {s['batch']} at context {s['first_fail']}: {s['first_fail_reason']}"
+    )
+
+
 def markdown(records: list[dict], run: dict, modelled: list[dict]) -> str:
     lines = ["# Throughput-wall sweep: tables", ""]
     opts = run.get("options", {})
@@ -347,24 +394,7 @@ def markdown(records: list[dict], run: dict, modelled: list[dict]) -> str:
         "| predicted OOM length |",
         "|---|---|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for s in summ:
-        ff = f"{s['first_fail']} ({s['first_fail_status']})" if s["first_fail"] else "none"
-        lines.append(
-            f"| {s['label']} | `{s['arch_id']}` | {_f(s['params'] and s['params'] / 1e6)} | "
-            f"{s['attention']} | {_f(s['longest_ok'], 'd')} | {s['class']} | {ff} | "
-            f"{_f(s['tokens_per_s_512'], '.0f')} | {_f(s['tokens_per_s_per_M_512'], '.0f')} | "
-            f"{_f(s['time_exp_all'], '.2f')} / {_f(s['time_exp_long'], '.2f')} / "
-            f"{_f(s['time_exp_last'], '.2f')} | "
-            f"{_f(s['mem_exp_long'], '.2f')} | {_f(s['xla_temp_exp_long'], '.2f')} | "
-            f"{_f(s['predicted_oom_len'], '.0f')} |"
-        )
-    fails = [s for s in summ if s["first_fail_reason"]]
-    if fails:
-        lines += ["", "First failure reasons:", ""]
-        lines += [
-            f"- {s['label']} {s['attention']} at {s['first_fail']}: {s['first_fail_reason']}"
-            for s in fails
-        ]
+    lines += _summary_rows(summ, _prefill_row, _prefill_fail)
     lines += [
         "",
         "## Every case",
@@ -516,24 +546,7 @@ def decode_markdown(records: list[dict], run: dict) -> str:
         "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     summ = decode_summaries(records)
-    for s in summ:
-        ff = f"{s['first_fail']} ({s['first_fail_status']})" if s["first_fail"] else "none"
-        tps = s["tokens_per_s"]
-        lines.append(
-            f"| {s['label']} | `{s['arch_id']}` | {s['batch']} | {_f(s['longest_ok'], 'd')} | "
-            f"{ff} | {s['wall']} | {_f(tps.get(128), '.0f')} | "
-            f"{_f(tps.get(s['longest_ok']), '.0f')} | {_f(s['peak_rss_mb'], '.0f')} | "
-            f"{_f(s['forward_mb'], '.0f')} | {_f(s['kv_cache_mb'], '.0f')} | "
-            f"{_f(s['time_exp'], '.2f')} |"
-        )
-    fails = [s for s in summ if s["first_fail_reason"]]
-    if fails:
-        lines += ["", "First failure reasons:", ""]
-        lines += [
-            f"- {s['label']} batch {s['batch']} at context {s['first_fail']}: "
-            f"{s['first_fail_reason']}"
-            for s in fails
-        ]
+    lines += _summary_rows(summ, _decode_row, _decode_fail)
     lines += ["", "## Tokens/s by batch and context", ""]
     by = {(r["label"], r["batch"], r["seq_len"]): r for r in records}
     for label in sorted({r["label"] for r in records}):
