@@ -204,6 +204,22 @@ def test_evaluator_caches_and_from_scratch(tiny_config, tiny_checkpoint, tmp_pat
         fs.perplexity(space.largest())
 
 
+def test_two_models_sharing_a_cache_keep_their_own_numbers(tiny_config, tiny_checkpoint, tmp_path):
+    # a search caches the supernet's and its from-scratch baseline's windows in one file;
+    # the same arch at the same step must not hand one model's numbers to the other
+    ev = load_evaluator(tiny_checkpoint, cache_dir=tmp_path / "cache")
+    largest = ev.space.largest()
+    run(tiny_config, tmp_path / "fs", from_scratch=largest)
+    fs = load_evaluator(tmp_path / "fs", cache_dir=tmp_path / "cache")
+    assert fs.step == ev.step  # the keys differed only by model before
+    a = fs.perplexity(largest, "valid", 24)  # saved first...
+    b = ev.perplexity(largest, "valid", 24)  # ...then the supernet's own, not fs's
+    ev2 = load_evaluator(tiny_checkpoint, cache_dir=tmp_path / "cache")
+    fs2 = load_evaluator(tmp_path / "fs", cache_dir=tmp_path / "cache")
+    assert ev.fingerprint != fs.fingerprint and a != b
+    assert ev2.perplexity(largest, "valid", 24) == b and fs2.perplexity(largest, "valid", 24) == a
+
+
 def test_gathered_eval_equals_full_softmax_eval(tiny_checkpoint):
     """The evaluator's tail gathering gives exactly the full-distribution perplexity."""
     from cosearch.data import eval_batches, perplexity

@@ -9,6 +9,7 @@ paired measurements) by (checkpoint step, split, token budget, arch; for the int
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -124,6 +125,18 @@ def evaluate_archs(
     }
 
 
+def params_fingerprint(params) -> str:
+    """A short hash of every weight (names, shapes and bytes): which trained model this is."""
+    h = hashlib.sha1()
+    for path, leaf in sorted(
+        (jax.tree_util.keystr(k), v) for k, v in jax.tree_util.tree_leaves_with_path(params)
+    ):
+        a = np.asarray(leaf)
+        h.update(f"{path}:{a.dtype}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:12]
+
+
 class Evaluator:
     """Perplexity of subnets of one trained run (supernet or from-scratch)."""
 
@@ -155,6 +168,9 @@ class Evaluator:
             )
         self.model = make_model(self.config, self.corpus.vocab_size)
         self.params, self.step = restore_params(self.workdir, self.model, self.space)
+        # whose numbers a cache entry holds: two runs (a supernet and its from-scratch twin,
+        # both at step 2,000) may share one cache file, so the key names the weights
+        self.fingerprint = params_fingerprint(self.params)
         self._buckets: dict[tuple[int, int], tuple[TransformerLM, dict]] = {}
         self._cache_path = Path(cache_dir or self.workdir) / CACHE_FILE
         self._cache: dict[str, dict] = {}
@@ -167,7 +183,7 @@ class Evaluator:
                 log.warning("ignoring corrupt %s", self._cache_path)
 
     def _key(self, arch: Arch, split: str, max_tokens: int | None, int8: bool = False) -> str:
-        key = f"{self.step}|{split}|{max_tokens or 0}|{arch.to_json()}"
+        key = f"{self.fingerprint}|{self.step}|{split}|{max_tokens or 0}|{arch.to_json()}"
         if int8:
             from cosearch.supernet.quant import RECIPE
 
