@@ -196,6 +196,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="continue the search in --out from its last completed generation",
     )
+    p.add_argument(
+        "--ppl-cache",
+        metavar="DIR",
+        help="directory of the perplexity cache (default: the run directory); searches of "
+        "the same checkpoints (e.g. several seeds) may share one: entries are keyed by the "
+        "weights, the split and the tokens, so sharing saves time and changes no number",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
     return p.parse_args(argv)
 
@@ -276,6 +283,7 @@ def _main(argv: list[str] | None = None) -> dict:
         options=options,
         resume=args.resume,
         progress=not args.quiet,
+        ppl_cache_dir=args.ppl_cache,
     )
     t = summary["time"]
     print(

@@ -99,6 +99,7 @@ def run(
     baseline_evaluator: Any = None,
     progress: bool = True,
     on_generation: Callable[[str, int, dict], None] | None = None,
+    ppl_cache_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Run the co-search of `config` (its `search` section: population, generations,
     mutation/crossover probabilities, seed, eval tokens) into `workdir`.
@@ -106,7 +107,8 @@ def run(
     `options` default to `SearchOptions()`. `evaluator` (with `perplexity(arch, split,
     max_tokens)`) and `coster` (with `cost_many(archs, hw)`) are loaded from `checkpoint`
     and the LUTs unless injected. Returns a small summary dict; the files in `workdir` hold
-    everything.
+    everything. `ppl_cache_dir`: where the evaluators keep their perplexity cache
+    (default: `workdir`).
     """
     sc = config.search
     options = options or SearchOptions()
@@ -124,11 +126,16 @@ def run(
     check_rundir(Path(workdir), desc, resume)  # before loading anything: fail fast
 
     if evaluator is None:
-        evaluator = _load_evaluator(config, checkpoint, data_dir, cache_dir=workdir)
+        cache = ppl_cache_dir or workdir
+        evaluator = _load_evaluator(config, checkpoint, data_dir, cache_dir=cache)
     if baseline_evaluator is None and options.baseline_checkpoint and options.baseline_ppl is None:
         # loaded now, not after the search, so that a bad directory fails first
         baseline_evaluator = _load_evaluator(
-            config, options.baseline_checkpoint, data_dir, "--baseline-checkpoint", workdir
+            config,
+            options.baseline_checkpoint,
+            data_dir,
+            "--baseline-checkpoint",
+            ppl_cache_dir or workdir,
         )
     ev_space = getattr(evaluator, "space", None)
     if ev_space is not None and ev_space.name != config.space.name:

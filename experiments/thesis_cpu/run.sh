@@ -3,6 +3,8 @@
 # searching gemmini-64k-256k and gemmini-256k-64k (the thesis's config and Gemmini's default)
 # over the committed cpu supernet, with the committed from-scratch largest model as baseline,
 # then the seed table and plots. Needs COSEARCH_DATA. Each seed resumes if interrupted.
+# The seeds share one perplexity cache (results/ppl-cache/, not committed): an arch scored
+# by one seed is not scored again by the next (same numbers, less time).
 # To retrain both models first (about 40 min here):
 #   python -m cosearch.train_supernet --preset cpu --workdir runs/supernet-cpu
 #   python -m cosearch.train_supernet --preset cpu --from-scratch largest --workdir runs/scratch-cpu
@@ -23,6 +25,6 @@ for seed in ${SEEDS:-0 1 2}; do
   [[ -d $dir/state ]] && resume=(--resume)
   python -m cosearch.search --checkpoint "$SUPERNET" --baseline-checkpoint "$SCRATCH" \
     --hw gemmini-64k-256k,gemmini-256k-64k --seed "$seed" \
-    --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-max-evals 0 --backend "$BACKEND" --out "$dir" "${resume[@]}" "$@"
+    --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-max-evals 0 --backend "$BACKEND" --ppl-cache "$OUT/ppl-cache" --out "$dir" "${resume[@]}" "$@"
 done
 python experiments/thesis_cpu/analyse.py "$OUT"
