@@ -124,11 +124,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--budget-screen-tokens",
-        type=int,
-        default=20000,
+        default="20000",
         help="screen budget candidates on this many validation tokens before scoring them "
         "on --budget-tokens, where that is more (drops those still > 3 paired SE over the "
-        "budget; default 20000; 0 = no screen)",
+        "budget; default 20000; 0 = no screen); several stages, smallest first, e.g. "
+        "20000,60000: a candidate dropped at one stage is not scored at the next",
     )
     p.add_argument(
         "--budget-max-evals",
@@ -267,7 +267,11 @@ def _main(argv: list[str] | None = None) -> dict:
         final_eval=not args.no_final_eval,
         final_tokens=args.final_tokens,
         budget_tokens=args.budget_tokens,
-        budget_screen_tokens=args.budget_screen_tokens,
+        budget_screen_tokens=(
+            ()
+            if args.budget_screen_tokens.strip() == "0"
+            else positive_ints(args.budget_screen_tokens, "--budget-screen-tokens", "20000,60000")
+        ),
         budget_max_evals=args.budget_max_evals,
         ppl=args.ppl,
     )

@@ -122,16 +122,46 @@ def _screen_case(**kw) -> tuple[dict, list]:
 def test_screen_skips_final_scores_of_candidates_far_over_the_budget():
     plain, scored_plain = _screen_case()
     screened, scored = _screen_case(
-        screen=(
-            lambda a: _windows({_arch(0): 6.0, _arch(1): 5.0}.get(a, 0.3), 0.1, 9),
-            _windows(0.0, 0.1, 9),
-        )
+        screens=[
+            (
+                lambda a: _windows({_arch(0): 6.0, _arch(1): 5.0}.get(a, 0.3), 0.1, 9),
+                _windows(0.0, 0.1, 9),
+            )
+        ]
     )
     # same pick, but the two hopeless candidates never reached the final split
     assert plain["arch"] == screened["arch"] == _arch(2).short()
     assert _arch(0) in scored_plain and _arch(0) not in scored and _arch(1) not in scored
     assert screened["screened_out"] == 2 and plain["screened_out"] == 0
     assert screened["re_evaluated"] == plain["re_evaluated"] - 2
+
+
+def test_screen_stages_run_smallest_first_and_drop_at_the_first_failing_stage():
+    # stage 1 (noisy) sees only arch 0 as hopeless; stage 2 (sharper) also drops arch 1
+    # (+5 on the final split, but +1.5 ± a wide SE on stage 1); arch 0 never reaches stage 2
+    asked = {1: [], 2: []}
+
+    def stage(i, noise, seen):
+        def w(a):
+            asked[i].append(a)
+            return _windows(seen.get(a, 0.3), noise, 9)
+
+        return w
+
+    # stage 1's baseline has its own noise (paired SE ~0.5 ppl), stage 2's the arch's own
+    stage1 = (stage(1, 0.05, {_arch(0): 6.0, _arch(1): 1.5}), _windows(0.0, 0.05, 10))
+
+    screened, scored = _screen_case(
+        screens=[
+            stage1,
+            (stage(2, 0.05, {_arch(0): 6.0, _arch(1): 5.0}), _windows(0.0, 0.05, 9)),
+        ]
+    )
+    assert _arch(0) in asked[1] and _arch(0) not in asked[2] and _arch(1) in asked[2]
+    assert _arch(0) not in scored and _arch(1) not in scored
+    assert screened["screened_out"] == 2 and screened["arch"] == _arch(2).short()
+    one_stage, scored_one = _screen_case(screens=[stage1])
+    assert _arch(1) in scored_one and one_stage["screened_out"] == 1
 
 
 def test_cap_on_final_scores_is_reported():

@@ -7,8 +7,9 @@ standard errors of the budget is a candidate; candidates are re-scored on the fi
 (the whole split by default), best first (scores at hand, then the likeliest to pass,
 each pass leaving only cheaper candidates in play), and the pick is the lowest-EDP one
 whose final paired difference to the baseline is within the budget. Optionally a candidate is
-first screened on a middle-sized sample (e.g. 20,000 tokens): one whose screened estimate
-is still more than `band` SE over the budget is dropped without its costly final score;
+first screened on middle-sized samples (e.g. 20,000 then 60,000 tokens, smallest first):
+one whose screened estimate is still more than `band` SE over the budget at any stage is
+dropped without its costly final score;
 and the number of final scores per budget may be capped (the row then says `capped`, as
 a lower-EDP pick might have been missed). The reduction's interval
 comes from a bootstrap over the final split's windows (the pick is made again in each
@@ -60,19 +61,20 @@ def budget_picks(
     band: float = 3.0,
     n_boot: int = 1000,
     seed: int = 0,
-    screen: tuple[Callable[[Arch], Windows], Windows] | None = None,
+    screens: Sequence[tuple[Callable[[Arch], Windows], Windows]] = (),
     max_evals: int = 0,
     on_eval: Callable[[], None] | None = None,
     is_cached: Callable[[Arch], bool] | None = None,
 ) -> list[dict]:
     """One row per budget: the pick, its final Δppl and SE, the EDP reduction and its
-    bootstrap interval, whether Δppl lies within one SE of the budget's edge. `screen`:
-    (windows of an arch, the baseline's windows) on a middle-sized sample scored before
-    the final split; `max_evals`: at most this many final scores per budget (0: no cap);
+    bootstrap interval, whether Δppl lies within one SE of the budget's edge. `screens`:
+    stages of (windows of an arch, the baseline's windows) on middle-sized samples, smallest
+    first, scored before the final split (a candidate dropped at a stage reaches no later
+    one); `max_evals`: at most this many final scores per budget (0: no cap);
     `on_eval` is called after each new final score (a progress bar); `is_cached` says
     which archs' final scores are already at hand (free: they do not count to the cap)."""
     final_cache: dict[Arch, Windows] = {}
-    screen_cache: dict[Arch, tuple[float, float]] = {}
+    screen_cache: dict[tuple[int, Arch], tuple[float, float]] = {}
 
     def final(arch: Arch) -> Windows:
         if arch not in final_cache:
@@ -82,12 +84,15 @@ def budget_picks(
         return final_cache[arch]
 
     def screened_out(arch: Arch, delta: float, relative: bool) -> bool:
-        if screen is None or arch in final_cache:
+        if arch in final_cache:
             return False
-        if arch not in screen_cache:
-            screen_cache[arch] = paired_delta(screen[0](arch), screen[1])
-        d, se = screen_cache[arch]
-        return d - band * se > float(_allowance(delta, relative, screen[1].ppl))
+        for i, (windows, base) in enumerate(screens):
+            if (i, arch) not in screen_cache:
+                screen_cache[i, arch] = paired_delta(windows(arch), base)
+            d, se = screen_cache[i, arch]
+            if d - band * se > float(_allowance(delta, relative, base.ppl)):
+                return True
+        return False
 
     search = {}
     for c in candidates:
@@ -222,7 +227,7 @@ def paired_budgets(
     final_tokens: int | None,
     budgets: Sequence[tuple[str, float, bool]] = BUDGETS,
     any_hw: bool = False,
-    screen_tokens: int | None = None,
+    screen_tokens: Sequence[int] = (),
     max_evals: int = 0,
     on_eval: Callable[[], None] | None = None,
 ) -> list[dict]:
@@ -231,12 +236,10 @@ def paired_budgets(
     every config, so a pick may move to other hardware): the supernet's largest arch
     scored by `evaluator`, the from-scratch model by `baseline_evaluator`, both on the
     same windows as the candidates. Baselines with nothing to score windows (a bare
-    --baseline-ppl) are skipped. `screen_tokens`: screen candidates on that many
-    validation tokens first, where that is fewer than `final_tokens` (None: no screen);
-    `max_evals`, `on_eval`: as in `budget_picks`."""
-    use_screen = screen_tokens is not None and (
-        final_tokens is None or screen_tokens < final_tokens
-    )
+    --baseline-ppl) are skipped. `screen_tokens`: screen candidates on those many
+    validation tokens first, in increasing order, each stage where it is fewer than
+    `final_tokens` (empty: no screen); `max_evals`, `on_eval`: as in `budget_picks`."""
+    stages = sorted({t for t in screen_tokens if t and (final_tokens is None or t < final_tokens)})
     rows = []
     for b in sorted(baselines, key=lambda b: (b.name != "from scratch", b.hw, b.name)):
         ev_b = baseline_evaluator if b.name == "from scratch" else evaluator
@@ -256,14 +259,13 @@ def paired_budgets(
             lambda a: evaluator.windows(a, "valid", final_tokens),
             ev_b.windows(b_arch, "valid", final_tokens),
             budgets,
-            screen=(
+            screens=[
                 (
-                    lambda a: evaluator.windows(a, "valid", screen_tokens),
-                    ev_b.windows(b_arch, "valid", screen_tokens),
+                    lambda a, t=t: evaluator.windows(a, "valid", t),
+                    ev_b.windows(b_arch, "valid", t),
                 )
-                if use_screen
-                else None
-            ),
+                for t in stages
+            ],
             max_evals=max_evals,
             on_eval=on_eval,
             is_cached=(
@@ -281,7 +283,7 @@ def paired_budgets(
                     "baseline_ppl": base_ppl,
                     "baseline_edp": b.edp,
                     "final_tokens": final_tokens or "all",
-                    "screen_tokens": screen_tokens if use_screen else None,
+                    "screen_tokens": ",".join(map(str, stages)) or None,
                     "max_evals": max_evals or None,
                     "method": "paired, re-evaluated on the final split",
                     "candidates_from": "every config" if any_hw else "the baseline's config",

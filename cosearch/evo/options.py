@@ -42,9 +42,10 @@ class SearchOptions:
     final_eval: bool = True  # re-evaluate the front on the valid and test splits
     final_tokens: int = 0  # tokens of each split for that re-evaluation (0 = all)
     budget_tokens: int | None = None  # validation tokens deciding budgets (None: final_tokens)
-    # budget candidates are first screened on this many tokens where that is fewer than
-    # budget_tokens (0: no screen); at most budget_max_evals budget scores each (0: no cap)
-    budget_screen_tokens: int = 20000
+    # budget candidates are first screened on these many tokens, smallest first, each stage
+    # where it is fewer than budget_tokens (empty: no screen); at most budget_max_evals
+    # budget scores each (0: no cap)
+    budget_screen_tokens: tuple[int, ...] = (20000,)
     budget_max_evals: int = 0
     # perplexity of the float32 subnet, or of its post-training int8 model
     # (cosearch.supernet.quant): the search, the re-evaluation and the budgets all use it
@@ -87,7 +88,7 @@ def check(config: RunConfig, opts: SearchOptions) -> None:
             f"{opts.budget_tokens}"
         )
     for flag, value in (
-        ("--budget-screen-tokens", opts.budget_screen_tokens),
+        *(("--budget-screen-tokens", t) for t in opts.budget_screen_tokens),
         ("--budget-max-evals", opts.budget_max_evals),
     ):
         if value < 0:

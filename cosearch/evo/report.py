@@ -141,7 +141,7 @@ def finish(
                 config.search.eval_tokens or None,
                 budget_tokens,
                 any_hw="hw-search" in problems,
-                screen_tokens=options.budget_screen_tokens or None,
+                screen_tokens=options.budget_screen_tokens,
                 max_evals=options.budget_max_evals,
                 on_eval=bar.update,
             )

@@ -20,7 +20,7 @@ for regime in optimal gemmini-tiler; do
   [[ -d $dir/state ]] && resume=(--resume)
   python -m cosearch.search --checkpoint checkpoints/supernet-cpu \
     --baseline-checkpoint checkpoints/scratch-cpu --hw search --hw-budget-kib 320 \
-    --regime "$regime" --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-max-evals 0 --backend "$BACKEND" \
+    --regime "$regime" --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-screen-tokens 20000,60000 --budget-max-evals 0 --backend "$BACKEND" \
     --out "$dir" "${resume[@]}" "$@"
   # the same search fixed on the joint front's own best config: does the joint search find
   # more than that config ("hardware-only" when not)?
@@ -30,7 +30,7 @@ for regime in optimal gemmini-tiler; do
   [[ -d $dir/state ]] && resume=(--resume)
   python -m cosearch.search --checkpoint checkpoints/supernet-cpu \
     --baseline-checkpoint checkpoints/scratch-cpu --hw "$best" \
-    --regime "$regime" --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-max-evals 0 --backend "$BACKEND" \
+    --regime "$regime" --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-screen-tokens 20000,60000 --budget-max-evals 0 --backend "$BACKEND" \
     --out "$dir" "${resume[@]}" "$@"
 done
 # The fixed thesis configs in the gemmini-tiler regime (the optimal-regime ones are
@@ -40,7 +40,7 @@ resume=()
 [[ -d $dir/state ]] && resume=(--resume)
 python -m cosearch.search --checkpoint checkpoints/supernet-cpu \
   --baseline-checkpoint checkpoints/scratch-cpu --hw gemmini-64k-256k,gemmini-256k-64k \
-  --regime gemmini-tiler --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-max-evals 0 --backend "$BACKEND" \
+  --regime gemmini-tiler --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-screen-tokens 20000,60000 --budget-max-evals 0 --backend "$BACKEND" \
   --out "$dir" "${resume[@]}" "$@"
 fixed=(--fixed "$dir")
 thesis=experiments/thesis_cpu/results/seed0  # from experiments/thesis_cpu/run.sh

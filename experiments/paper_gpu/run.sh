@@ -57,7 +57,7 @@ for seed in $SEEDS; do
   [[ -d $dir/state ]] && resume=(--resume)
   run python -m cosearch.search --checkpoint "$OUT/supernet" --baseline-checkpoint "$OUT/scratch" \
     --hw gemmini-64k-256k,gemmini-256k-64k --seed "$seed" --eval-tokens "$EVAL_TOKENS" \
-    --final-tokens "$FINAL_TOKENS" --budget-tokens 0 --budget-max-evals 0 --out "$dir" --quiet "${resume[@]}" "$@"
+    --final-tokens "$FINAL_TOKENS" --budget-tokens 0 --budget-screen-tokens 20000,60000 --budget-max-evals 0 --out "$dir" --quiet "${resume[@]}" "$@"
 done
 run python experiments/thesis_cpu/analyse.py "$OUT/search"
 echo "thesis table: $OUT/search/table.md"

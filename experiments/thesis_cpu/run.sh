@@ -18,13 +18,13 @@ cd "$(dirname "$0")/../.."
 BACKEND=${BACKEND:-analytical}
 SUPERNET=${SUPERNET:-checkpoints/supernet-cpu}
 SCRATCH=${SCRATCH:-checkpoints/scratch-cpu}
-OUT=experiments/thesis_cpu/results
+OUT=${OUT:-experiments/thesis_cpu/results}
 for seed in ${SEEDS:-0 1 2}; do
   dir=$OUT/seed$seed
   resume=()
   [[ -d $dir/state ]] && resume=(--resume)
   python -m cosearch.search --checkpoint "$SUPERNET" --baseline-checkpoint "$SCRATCH" \
     --hw gemmini-64k-256k,gemmini-256k-64k --seed "$seed" \
-    --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-max-evals 0 --backend "$BACKEND" --ppl-cache "$OUT/ppl-cache" --out "$dir" "${resume[@]}" "$@"
+    --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-screen-tokens 20000,60000 --budget-max-evals 0 --backend "$BACKEND" --ppl-cache "$OUT/ppl-cache" --out "$dir" "${resume[@]}" "$@"
 done
 python experiments/thesis_cpu/analyse.py "$OUT"
