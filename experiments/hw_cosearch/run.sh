@@ -13,14 +13,17 @@ cd "$(dirname "$0")/../.."
 # row is cut by the mapper's search limit, an upper bound, so one search would compare archs
 # costed by two different sources; see experiments/cost_model_validation/report.md).
 BACKEND=${BACKEND:-analytical}
-OUT=experiments/hw_cosearch/results
+OUT=${OUT:-experiments/hw_cosearch/results}
+# Perplexity cache (not committed); PPL_CACHE=experiments/thesis_cpu/results/ppl-cache
+# shares the thesis study's scores of the same checkpoint (same numbers, less time).
+PPL_CACHE=${PPL_CACHE:-$OUT/ppl-cache}
 for regime in optimal gemmini-tiler; do
   dir=$OUT/$regime
   resume=()
   [[ -d $dir/state ]] && resume=(--resume)
   python -m cosearch.search --checkpoint checkpoints/supernet-cpu \
     --baseline-checkpoint checkpoints/scratch-cpu --hw search --hw-budget-kib 320 \
-    --regime "$regime" --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-screen-tokens 20000,60000 --budget-max-evals 0 --backend "$BACKEND" \
+    --regime "$regime" --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-screen-tokens 20000,60000 --budget-max-evals 0 --backend "$BACKEND" --ppl-cache "$PPL_CACHE" \
     --out "$dir" "${resume[@]}" "$@"
   # the same search fixed on the joint front's own best config: does the joint search find
   # more than that config ("hardware-only" when not)?
@@ -30,7 +33,7 @@ for regime in optimal gemmini-tiler; do
   [[ -d $dir/state ]] && resume=(--resume)
   python -m cosearch.search --checkpoint checkpoints/supernet-cpu \
     --baseline-checkpoint checkpoints/scratch-cpu --hw "$best" \
-    --regime "$regime" --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-screen-tokens 20000,60000 --budget-max-evals 0 --backend "$BACKEND" \
+    --regime "$regime" --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-screen-tokens 20000,60000 --budget-max-evals 0 --backend "$BACKEND" --ppl-cache "$PPL_CACHE" \
     --out "$dir" "${resume[@]}" "$@"
 done
 # The fixed thesis configs in the gemmini-tiler regime (the optimal-regime ones are
@@ -40,9 +43,9 @@ resume=()
 [[ -d $dir/state ]] && resume=(--resume)
 python -m cosearch.search --checkpoint checkpoints/supernet-cpu \
   --baseline-checkpoint checkpoints/scratch-cpu --hw gemmini-64k-256k,gemmini-256k-64k \
-  --regime gemmini-tiler --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-screen-tokens 20000,60000 --budget-max-evals 0 --backend "$BACKEND" \
+  --regime gemmini-tiler --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-screen-tokens 20000,60000 --budget-max-evals 0 --backend "$BACKEND" --ppl-cache "$PPL_CACHE" \
   --out "$dir" "${resume[@]}" "$@"
 fixed=(--fixed "$dir")
-thesis=experiments/thesis_cpu/results/seed0  # from experiments/thesis_cpu/run.sh
+thesis=${THESIS:-experiments/thesis_cpu/results/seed0}  # from experiments/thesis_cpu/run.sh
 [[ -f $thesis/pareto.json ]] && fixed+=(--fixed "$thesis")
 python experiments/hw_cosearch/analyse.py --results "$OUT" "${fixed[@]}"
