@@ -308,6 +308,7 @@ def main(argv=None) -> dict:
         ),
     ]
     write_text_atomic(out / "ranking.md", "\n".join(lines) + "\n")
+    ses = [q[k] for q in res["pair_rows"] for k in ("standalone_delta_se", "supernet_delta_se")]
     fig, ax = plt.subplots(figsize=(6, 5))
     ax.errorbar(
         [r["standalone_ppl"] for r in rows],
@@ -326,7 +327,9 @@ def main(argv=None) -> dict:
     ax.set(
         xlabel=f"standalone from scratch, {a.split} ppl (whole split)",
         ylabel="supernet inherited weights, same split",
-        title=f"ranking fidelity: Kendall tau {res['kendall_tau']:.2f}",
+        title=f"ranking fidelity: Kendall tau {res['kendall_tau']:.2f}\n"
+        f"bars: each model's own SE; paired SEs of differences "
+        f"{min(ses):.1f}–{max(ses):.1f} ppl (ranking.md)",
     )
     ax.legend()
     fig.tight_layout()
