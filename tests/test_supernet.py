@@ -189,10 +189,17 @@ def test_evaluator_caches_and_from_scratch(tiny_config, tiny_checkpoint, tmp_pat
     assert ev.perplexity(space.largest(), "valid") == p1
     assert (tiny_checkpoint / "ppl_cache.json").is_file()
     assert ev.perplexity(space.smallest(), "test", max_tokens=40) > 1
+    # cheap scores soon after a write wait for the next one (the file is large in a study)
+    key = ev._key(space.smallest(), "test", 40)
+    assert key not in json.loads((tiny_checkpoint / "ppl_cache.json").read_text())
+    ev.flush_cache()
+    assert key in json.loads((tiny_checkpoint / "ppl_cache.json").read_text())
     # two processes on one checkpoint: each save keeps the other's entries
     other = load_evaluator(tiny_checkpoint)
     ev.perplexity(space.smallest(), "valid", max_tokens=24)
     other.perplexity(space.largest(), "test", max_tokens=24)
+    ev.flush_cache()
+    other.flush_cache()
     saved = json.loads((tiny_checkpoint / "ppl_cache.json").read_text())
     assert {ev._key(space.smallest(), "valid", 24), ev._key(space.largest(), "test", 24)} <= set(
         saved

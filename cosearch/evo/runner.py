@@ -208,6 +208,8 @@ def run(
 
         def on_gen(gen: int, row: dict, label: str = label) -> None:
             run_dir.log_generation(label, row, time.perf_counter() - t_start)
+            if hasattr(evaluator, "flush_cache"):  # the generation's scores with its state
+                evaluator.flush_cache()
             if on_generation is not None:
                 on_generation(label, gen, row)
 
@@ -240,19 +242,24 @@ def run(
             f"{fallbacks} GEMM shape(s) missing from the LUTs were costed with the analytical "
             "model (--strict refuses them)"
         )
-    return finish(
-        config,
-        run_dir.path,
-        options,
-        problems,
-        histories,
-        evaluator,
-        baseline_evaluator,
-        checkpoint,
-        time.perf_counter() - t_start + run_dir.prior_s,
-        sources,
-        progress,
-    )
+    try:
+        return finish(
+            config,
+            run_dir.path,
+            options,
+            problems,
+            histories,
+            evaluator,
+            baseline_evaluator,
+            checkpoint,
+            time.perf_counter() - t_start + run_dir.prior_s,
+            sources,
+            progress,
+        )
+    finally:  # scores whose write was deferred (Evaluator.save_every_s)
+        for ev in (evaluator, baseline_evaluator):
+            if hasattr(ev, "flush_cache"):
+                ev.flush_cache()
 
 
 def _load_evaluator(

@@ -9,9 +9,12 @@ paired measurements) by (checkpoint step, split, token budget, arch; for the int
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
+import time
+import weakref
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -137,8 +140,22 @@ def params_fingerprint(params) -> str:
     return h.hexdigest()[:12]
 
 
+def _flush_at_exit(ref: weakref.ref) -> None:
+    ev = ref()
+    if ev is not None:
+        ev.flush_cache()
+
+
 class Evaluator:
-    """Perplexity of subnets of one trained run (supernet or from-scratch)."""
+    """Perplexity of subnets of one trained run (supernet or from-scratch).
+
+    Scores are cached in a JSON file beside the run (or in `cache_dir`). The file grows to
+    tens of MB in a study, and writing it costs about a second, more than scoring a subnet
+    on a few thousand tokens; so a new score is written at once only when it took at least
+    `save_every_s` to compute or as much time has passed since the last write; otherwise
+    it waits for the next write, `flush_cache()` or the interpreter's exit."""
+
+    save_every_s: float = 30.0
 
     def __init__(
         self,
@@ -174,6 +191,9 @@ class Evaluator:
         self._buckets: dict[tuple[int, int], tuple[TransformerLM, dict]] = {}
         self._cache_path = Path(cache_dir or self.workdir) / CACHE_FILE
         self._cache: dict[str, dict] = {}
+        self._dirty = False
+        self._last_save = -float("inf")
+        atexit.register(_flush_at_exit, weakref.ref(self))
         if self._cache_path.is_file():
             try:
                 cached = json.loads(self._cache_path.read_text())
@@ -222,9 +242,14 @@ class Evaluator:
             )
         key = self._key(arch, split, max_tokens, int8)
         if key not in self._cache:
+            t = time.monotonic()
             w = (self._int8_windows if int8 else self._float_windows)(arch, split, max_tokens)
             self._cache[key] = w.to_dict()
-            if save:
+            self._dirty = True
+            now = time.monotonic()
+            if save and (
+                now - t >= self.save_every_s or now - self._last_save >= self.save_every_s
+            ):
                 self.save_cache()
         return Windows.from_dict(self._cache[key])
 
@@ -302,6 +327,13 @@ class Evaluator:
             write_json_atomic(self._cache_path, self._cache)
         except OSError as e:  # a read-only checkpoint (e.g. committed) still evaluates
             log.debug("cannot write %s: %s", self._cache_path, e)
+        self._dirty = False
+        self._last_save = time.monotonic()
+
+    def flush_cache(self) -> None:
+        """Write scores not yet written (see the class docstring)."""
+        if self._dirty:
+            self.save_cache()
 
 
 def load_evaluator(
