@@ -45,7 +45,7 @@ SP = PRESETS["cpu"]
 
 def split_table(archs: list[Arch], scenario: str, regime: str) -> dict:
     cfgs = DEFAULT_HW_SPACE.configs()
-    coster = Coster(SP, regime=regime, scenario=scenario)
+    coster = Coster(SP, regime=regime, scenario=scenario, backend="analytical")
     edp = np.full((len(archs), len(cfgs)), np.inf)
     for j, hw in enumerate(cfgs):
         for i, c in enumerate(coster.cost_many(archs, hw)):
@@ -88,7 +88,7 @@ def decode_profile() -> dict:
         for scenario in SCENARIOS:
             sc = get_scenario(scenario)
             macs = sum(o.macs for ops in scenario_ops(a, SP, sc) for o in ops)
-            coster = Coster(SP, regime=regime, scenario=scenario)
+            coster = Coster(SP, regime=regime, scenario=scenario, backend="analytical")
             for hw in ("gemmini-64k-256k", "gemmini-256k-64k", "gemmini-16k-16k"):
                 c = coster.cost(a, hw)
                 bd = c.breakdown

@@ -14,7 +14,9 @@ for scenario in decode chat; do
 done
 # 2. GEMV cycles: the tiler regime vs Gemmini RTL (FireSim rows with M = 1)
 python experiments/serving/gemv_firesim.py
-# 3. six searches, one shared perplexity cache (~10-15 min on 2 busy cores); resumable
-python experiments/serving/search.py --population 16 --generations 6 --eval-tokens 1024 "$@"
+# 3. six searches, one shared perplexity cache (~10 min on 2 busy cores; resumable). Add
+#    --ppl-cache experiments/thesis_cpu/results/ppl-cache to reuse the thesis study's
+#    2,048-token scores of the same checkpoint.
+python experiments/serving/search.py --population 32 --generations 16 --eval-tokens 2048 "$@"
 # 4. best buffer split per scenario and regime over 2,000 archs, fronts, figures
 python experiments/serving/analyse.py --archs 2000

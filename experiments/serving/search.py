@@ -42,6 +42,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--fresh", action="store_true", help="delete earlier results first")
+    p.add_argument(
+        "--ppl-cache",
+        default="runs/serving-ppl-cache",
+        help="perplexity cache directory (not committed); experiments/thesis_cpu/results/"
+        "ppl-cache shares the thesis study's scores of the same checkpoint",
+    )
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     flags = [
@@ -58,7 +64,7 @@ def main() -> None:
     ]
     config = resolve_config(parse_args(flags))
     # the perplexity cache lives outside the committed results (runs/ is not committed)
-    cache = Path("runs/serving-ppl-cache")
+    cache = Path(a.ppl_cache)
     cache.mkdir(parents=True, exist_ok=True)
     evaluator = load_evaluator(
         DEFAULT_CHECKPOINT, a.data_dir, expect_space=config.space.name, cache_dir=cache
@@ -74,7 +80,15 @@ def main() -> None:
                 print(f"{out.name}: done earlier, kept")
                 continue
             resume = (out / "config.json").is_file()
-            opts = SearchOptions(hw="search", regime=regime, scenario=scenario, final_eval=False)
+            # analytical costs for every config: the real-Timeloop tables cover two prefill
+            # configs, partially (see thesis_cpu/run.sh), so `auto` would mix two sources
+            opts = SearchOptions(
+                hw="search",
+                regime=regime,
+                scenario=scenario,
+                final_eval=False,
+                backend="analytical",
+            )
             t = time.perf_counter()
             summary = run(
                 config,
