@@ -183,6 +183,7 @@ def test_corrupt_checkpoint_is_reported(tiny_config, tmp_path, caplog):
 
 def test_evaluator_caches_and_from_scratch(tiny_config, tiny_checkpoint, tmp_path):
     ev = load_evaluator(tiny_checkpoint)
+    ev.save_every_s = 1e9  # no timed writes (a loaded machine may take 30 s per score)
     space = ev.space
     p1 = ev.perplexity(space.largest(), "valid")
     assert 1 < p1 < 500  # a few steps from init: finite, above 1
