@@ -182,26 +182,27 @@ def test_corrupt_checkpoint_is_reported(tiny_config, tmp_path, caplog):
 
 
 def test_evaluator_caches_and_from_scratch(tiny_config, tiny_checkpoint, tmp_path):
-    ev = load_evaluator(tiny_checkpoint)
+    cache = tmp_path / "cache"  # its own file: other tests score on this checkpoint too
+    ev = load_evaluator(tiny_checkpoint, cache_dir=cache)
     ev.save_every_s = 1e9  # no timed writes (a loaded machine may take 30 s per score)
     space = ev.space
     p1 = ev.perplexity(space.largest(), "valid")
     assert 1 < p1 < 500  # a few steps from init: finite, above 1
     assert ev.perplexity(space.largest(), "valid") == p1
-    assert (tiny_checkpoint / "ppl_cache.json").is_file()
+    assert (cache / "ppl_cache.json").is_file()
     assert ev.perplexity(space.smallest(), "test", max_tokens=40) > 1
     # cheap scores soon after a write wait for the next one (the file is large in a study)
     key = ev._key(space.smallest(), "test", 40)
-    assert key not in json.loads((tiny_checkpoint / "ppl_cache.json").read_text())
+    assert key not in json.loads((cache / "ppl_cache.json").read_text())
     ev.flush_cache()
-    assert key in json.loads((tiny_checkpoint / "ppl_cache.json").read_text())
+    assert key in json.loads((cache / "ppl_cache.json").read_text())
     # two processes on one checkpoint: each save keeps the other's entries
-    other = load_evaluator(tiny_checkpoint)
+    other = load_evaluator(tiny_checkpoint, cache_dir=cache)
     ev.perplexity(space.smallest(), "valid", max_tokens=24)
     other.perplexity(space.largest(), "test", max_tokens=24)
     ev.flush_cache()
     other.flush_cache()
-    saved = json.loads((tiny_checkpoint / "ppl_cache.json").read_text())
+    saved = json.loads((cache / "ppl_cache.json").read_text())
     assert {ev._key(space.smallest(), "valid", 24), ev._key(space.largest(), "test", 24)} <= set(
         saved
     )
