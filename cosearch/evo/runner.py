@@ -208,8 +208,7 @@ def run(
 
         def on_gen(gen: int, row: dict, label: str = label) -> None:
             run_dir.log_generation(label, row, time.perf_counter() - t_start)
-            if hasattr(evaluator, "flush_cache"):  # the generation's scores with its state
-                evaluator.flush_cache()
+            _flush(evaluator)  # the generation's scores with its state
             if on_generation is not None:
                 on_generation(label, gen, row)
 
@@ -256,10 +255,16 @@ def run(
             sources,
             progress,
         )
-    finally:  # scores whose write was deferred (Evaluator.save_every_s)
-        for ev in (evaluator, baseline_evaluator):
-            if hasattr(ev, "flush_cache"):
-                ev.flush_cache()
+    finally:
+        _flush(evaluator, baseline_evaluator)
+
+
+def _flush(*evaluators) -> None:
+    """Write the scores whose write was deferred (Evaluator.save_every_s); evaluators
+    without a cache file (toys, predictors, None) have nothing to write."""
+    for ev in evaluators:
+        if hasattr(ev, "flush_cache"):
+            ev.flush_cache()
 
 
 def _load_evaluator(

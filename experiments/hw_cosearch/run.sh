@@ -17,35 +17,29 @@ OUT=${OUT:-experiments/hw_cosearch/results}
 # Perplexity cache (not committed); PPL_CACHE=experiments/thesis_cpu/results/ppl-cache
 # shares the thesis study's scores of the same checkpoint (same numbers, less time).
 PPL_CACHE=${PPL_CACHE:-$OUT/ppl-cache}
-for regime in optimal gemmini-tiler; do
-  dir=$OUT/$regime
-  resume=()
+# search DIR REGIME HW [extra flags]: one seed-0 search into DIR, resumed if interrupted
+search() {
+  local dir=$1 regime=$2 hw=$3
+  shift 3
+  local resume=()
   [[ -d $dir/state ]] && resume=(--resume)
   python -m cosearch.search --checkpoint checkpoints/supernet-cpu \
-    --baseline-checkpoint checkpoints/scratch-cpu --hw search --hw-budget-kib 320 \
-    --regime "$regime" --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-screen-tokens 20000,60000 --budget-max-evals 0 --backend "$BACKEND" --ppl-cache "$PPL_CACHE" \
-    --out "$dir" "${resume[@]}" "$@"
+    --baseline-checkpoint checkpoints/scratch-cpu --hw "$hw" --regime "$regime" --seed 0 \
+    --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 \
+    --budget-screen-tokens 20000,60000 --budget-max-evals 0 --backend "$BACKEND" \
+    --ppl-cache "$PPL_CACHE" --out "$dir" "${resume[@]}" "$@"
+}
+for regime in optimal gemmini-tiler; do
+  search "$OUT/$regime" "$regime" search --hw-budget-kib 320 "$@"
   # the same search fixed on the joint front's own best config: does the joint search find
   # more than that config ("hardware-only" when not)?
-  best=$(python experiments/hw_cosearch/analyse.py --best-config "$dir")
-  dir=$OUT/$regime-fixed-best
-  resume=()
-  [[ -d $dir/state ]] && resume=(--resume)
-  python -m cosearch.search --checkpoint checkpoints/supernet-cpu \
-    --baseline-checkpoint checkpoints/scratch-cpu --hw "$best" \
-    --regime "$regime" --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-screen-tokens 20000,60000 --budget-max-evals 0 --backend "$BACKEND" --ppl-cache "$PPL_CACHE" \
-    --out "$dir" "${resume[@]}" "$@"
+  best=$(python experiments/hw_cosearch/analyse.py --best-config "$OUT/$regime")
+  search "$OUT/$regime-fixed-best" "$regime" "$best" "$@"
 done
 # The fixed thesis configs in the gemmini-tiler regime (the optimal-regime ones are
 # experiments/thesis_cpu's seed 0, compared with when present).
-dir=$OUT/fixed-tiler
-resume=()
-[[ -d $dir/state ]] && resume=(--resume)
-python -m cosearch.search --checkpoint checkpoints/supernet-cpu \
-  --baseline-checkpoint checkpoints/scratch-cpu --hw gemmini-64k-256k,gemmini-256k-64k \
-  --regime gemmini-tiler --seed 0 --eval-tokens 2048 --final-tokens 20000 --budget-tokens 0 --budget-screen-tokens 20000,60000 --budget-max-evals 0 --backend "$BACKEND" --ppl-cache "$PPL_CACHE" \
-  --out "$dir" "${resume[@]}" "$@"
-fixed=(--fixed "$dir")
+search "$OUT/fixed-tiler" gemmini-tiler gemmini-64k-256k,gemmini-256k-64k "$@"
+fixed=(--fixed "$OUT/fixed-tiler")
 thesis=${THESIS:-experiments/thesis_cpu/results/seed0}  # from experiments/thesis_cpu/run.sh
 [[ -f $thesis/pareto.json ]] && fixed+=(--fixed "$thesis")
 python experiments/hw_cosearch/analyse.py --results "$OUT" "${fixed[@]}"
