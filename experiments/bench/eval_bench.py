@@ -5,8 +5,11 @@ This times, interleaved arch by arch in one process (a busy machine slows both a
 full-width masked supernet (every subnet at the largest arch's compute, one compile) and the
 bucketed path `Evaluator.windows` now takes (the supernet sliced to the arch's depth and
 width, heads and FFN masked: one compile per bucket), on the same random archs and tokens,
-and checks both give the same per-window NLLs. Prints a table and saves
-results/eval_bench_<preset>.json.
+and checks both give the same per-window NLLs (to float32 rounding). It also says how much faster evaluation could
+get without changing results: per arch, XLA's FLOP count (`cost_analysis` of the lowered
+step, no compile) of the bucket's step and of the arch's own dense step (what a per-arch
+compile would run), and the achieved FLOP rate against the machine's matmul peak measured in
+the same process. Prints a table and saves results/eval_bench_<preset>.json.
 
     python experiments/bench/eval_bench.py --checkpoint checkpoints/supernet-cpu --archs 40
 """
@@ -20,9 +23,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchio import machine, print_and_save  # this folder: scripts run from here
+from benchio import machine, matmul_peak, print_and_save  # this folder: scripts run from here
 
-from cosearch.supernet.evaluate import load_evaluator, split_windows
+from cosearch.data import eval_batches
+from cosearch.supernet.evaluate import eval_step, exact_caps, load_evaluator, split_windows
+from cosearch.supernet.extract import extract
 
 
 def main(argv=None) -> dict:
@@ -46,6 +51,18 @@ def main(argv=None) -> dict:
     def bucketed(arch):
         return ev.windows(arch, "valid", a.tokens, save=False)
 
+    batches = list(eval_batches(tokens, bs, space.seq_len, a.tokens))
+
+    def flops_per_token(arch) -> tuple[float, float]:
+        """XLA's FLOPs per token of the bucketed step and of the arch's own dense step."""
+        model, params, masks = ev.bucket(arch)
+        caps = exact_caps(model, batches)
+        x, y, w = batches[0]
+        fb = eval_step.lower(params, x, y, w, masks, model=model, caps=caps).cost_analysis()
+        dm, dp = extract(space, {"params": ev.params}, arch, ev.model)
+        fd = eval_step.lower(dp["params"], x, y, w, None, model=dm, caps=caps).cost_analysis()
+        return fb["flops"] / x.size, fd["flops"] / x.size
+
     t0 = time.perf_counter()
     full(archs[0])
     compile_full = time.perf_counter() - t0
@@ -68,7 +85,12 @@ def main(argv=None) -> dict:
             dt = time.perf_counter() - t0
         times["bucketed"].append(dt)
         max_rel = max(max_rel, float(np.max(np.abs(wb.nll - wf.nll) / np.abs(wf.nll))))
+    flops = [flops_per_token(arch) for arch in archs]  # after the timing: no bucket made early
+    peak = matmul_peak()
     med = {k: statistics.median(v) for k, v in times.items()}
+    fb = np.array([f[0] for f in flops]) * a.tokens  # FLOPs per arch evaluation
+    fo = np.array([f[1] for f in flops]) * a.tokens
+    rate = fb / np.array(times["bucketed"])
     tot = {k: sum(v) for k, v in times.items()}
     res = {
         "checkpoint": a.checkpoint,
@@ -87,6 +109,17 @@ def main(argv=None) -> dict:
         "speedup_total_incl_compile": tot["full"] / tot["bucketed_incl_compile"],
         "compile_full_s": compile_full,
         "max_relative_nll_difference": max_rel,
+        "bucketed_mflop_per_token_median": float(np.median(fb)) / a.tokens / 1e6,
+        "own_mflop_per_token_median": float(np.median(fo)) / a.tokens / 1e6,
+        # the bucket runs every head and FFN unit of its depth and width: this much more
+        # work than the arch's own dense subnet, on these archs
+        "bucket_over_own_flops_total": float(fb.sum() / fo.sum()),
+        "matmul_peak_gflops": peak / 1e9,
+        "bucketed_gflops_median": float(np.median(rate)) / 1e9,
+        "bucketed_fraction_of_peak_median": float(np.median(rate)) / peak,
+        # if every arch ran its own FLOPs at the machine's matmul peak with no compile:
+        # the most a faster evaluation could gain over the bucketed path, here
+        "ceiling_speedup_over_bucketed": float(sum(times["bucketed"]) / (fo.sum() / peak)),
         "machine": machine(),
     }
     print_and_save(res, Path(a.out) / f"eval_bench_{space.name}.json")

@@ -22,7 +22,6 @@ from functools import partial
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from cosearch.config import get_preset, override
@@ -31,20 +30,7 @@ from cosearch.supernet.train import init_state, make_model, sandwich, tail_caps,
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipe"))
 import minimal_lm  # noqa: E402
-from benchio import machine, print_and_save  # noqa: E402  (this folder)
-
-
-def matmul_peak(n: int = 2048, reps: int = 10) -> float:
-    """Measured float32 FLOP/s of a large square matmul (the machine's practical peak)."""
-    a = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        f(a).block_until_ready()
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
+from benchio import machine, matmul_peak, print_and_save  # noqa: E402  (this folder)
 
 
 def vocab_flops_per_token(model) -> float:
