@@ -36,8 +36,7 @@ CACHE_FILE = "ppl_cache.json"
 DENSE_FROM_TOKENS = 50_000  # evaluations at least this long use the extracted dense subnet
 
 
-@partial(jax.jit, static_argnames=("model", "caps"))
-def eval_step(params, inputs, targets, weights, masks, *, model: TransformerLM, caps):
+def _eval_step(params, inputs, targets, weights, masks, *, model: TransformerLM, caps):
     """Per-window summed NLL (nats) and token counts, shape (B,), of one batch under the
     subnet `masks`. Tail clusters are evaluated only at their targets' positions; `caps`
     must cover the most such positions of any batch (see `exact_caps`), which keeps the
@@ -53,6 +52,19 @@ def eval_step(params, inputs, targets, weights, masks, *, model: TransformerLM, 
     )
     nll = gathered_token_nll(out, targets, model.clusters.bounds).reshape(weights.shape)
     return (nll * weights).sum(-1), weights.sum(-1)
+
+
+eval_step = jax.jit(_eval_step, static_argnames=("model", "caps"))
+
+
+# The same step for one arch's extracted dense subnet: compiled once per arch, so its
+# executables (about 30 MB each) are dropped after each evaluation (`Evaluator`), or a
+# study's thousands of long evaluations would hold gigabytes.
+# (A function of its own: jits of one function share one cache, and clearing it would
+# drop the bucketed steps' compiles too.)
+@partial(jax.jit, static_argnames=("model", "caps"))
+def dense_eval_step(params, inputs, targets, weights, masks, *, model: TransformerLM, caps):
+    return _eval_step(params, inputs, targets, weights, masks, model=model, caps=caps)
 
 
 def exact_caps(model: TransformerLM, batches: list) -> tuple[int, ...]:
@@ -77,6 +89,7 @@ def split_windows(
     *,
     masked: bool = True,
     masks: dict | None = None,
+    step: Callable = eval_step,
 ) -> Windows:
     """Per-window NLL sums of `arch` over the evaluation windows of `tokens` (padding
     windows dropped): `model` is the supernet (masked=True), a depth-and-width bucket of it
@@ -89,7 +102,7 @@ def split_windows(
     batches = list(eval_batches(tokens, batch_size, space.seq_len, max_tokens))
     caps = exact_caps(model, batches)
     return batch_windows(
-        batches, lambda x, y, w: eval_step(params, x, y, w, masks, model=model, caps=caps)
+        batches, lambda x, y, w: step(params, x, y, w, masks, model=model, caps=caps)
     )
 
 
@@ -256,26 +269,29 @@ class Evaluator:
     def _float_windows(self, arch: Arch, split: str, max_tokens: int | None) -> Windows:
         tokens = self.corpus.split(split)
         n = len(tokens) if max_tokens is None else min(max_tokens, len(tokens))
-        if n >= DENSE_FROM_TOKENS:
-            # long evaluations pay one compile to run the smaller dense subnet instead
-            # of the full-width masked supernet (same outputs: tests/test_supernet.py)
-            model, params = extract(self.space, {"params": self.params}, arch, self.model)
-            params, masked = params["params"], False
-            masks = None
-        else:
+        bs = self.config.data.eval_batch_size
+        if n < DENSE_FROM_TOKENS:
             model, params, masks = self.bucket(arch)
-            masked = True
-        return split_windows(
-            model,
-            params,
-            self.space,
-            arch,
-            tokens,
-            self.config.data.eval_batch_size,
-            max_tokens,
-            masked=masked,
-            masks=masks,
-        )
+            return split_windows(
+                model, params, self.space, arch, tokens, bs, max_tokens, masks=masks
+            )
+        # long evaluations pay one compile to run the smaller dense subnet instead of the
+        # full-width masked supernet (same outputs: tests/test_supernet.py)
+        model, params = extract(self.space, {"params": self.params}, arch, self.model)
+        try:
+            return split_windows(
+                model,
+                params["params"],
+                self.space,
+                arch,
+                tokens,
+                bs,
+                max_tokens,
+                masked=False,
+                step=dense_eval_step,
+            )
+        finally:
+            dense_eval_step.clear_cache()
 
     def _int8_windows(self, arch: Arch, split: str, max_tokens: int | None) -> Windows:
         """Post-training int8 of the dense subnet, calibrated on the train split (one

@@ -214,9 +214,14 @@ def int8_windows(
     )
     batches = list(eval_batches(tokens, batch_size, space.seq_len, max_tokens))
     caps = exact_caps(model, batches)
-    return batch_windows(
-        batches, lambda x, y, w: int8_eval_step(qparams, scales, x, y, w, model=model, caps=caps)
-    )
+    try:
+        return batch_windows(
+            batches,
+            lambda x, y, w: int8_eval_step(qparams, scales, x, y, w, model=model, caps=caps),
+        )
+    finally:  # compiled once per arch: drop them (see evaluate.dense_eval_step)
+        int8_eval_step.clear_cache()
+        _site_absmax.clear_cache()
 
 
 class Int8View:
