@@ -13,6 +13,9 @@ calibration fit (`lut/timeloop/calibration.csv`), so every one is held out.
     python experiments/cost_model_validation/timeloop_reference.py analyse  # metrics json
     nice -n 10 python experiments/cost_model_validation/timeloop_reference.py pinned \
         --workdir DIR   # model cheaper than the random search: Timeloop on the model's mapping
+    python experiments/cost_model_validation/timeloop_reference.py misses --workdir DIR
+        # rows where Timeloop beat the model's optimum: the model costs Timeloop's mapping
+        # (read from DIR's map.txt) -> results/timeloop_model_misses.csv
     python experiments/cost_model_validation/timeloop_reference.py lut-vs-model
         # lut/cpu/timeloop rows vs the model (results/timeloop_lut_vs_model.json)
     python experiments/cost_model_validation/timeloop_reference.py check-shared
@@ -360,6 +363,72 @@ def pinned(workdir: Path, wall_s: float, threshold: float = 0.05) -> list[dict]:
     return out
 
 
+MISSES = RESULTS / "timeloop_model_misses.csv"
+
+
+def _dram_loops(map_txt: str) -> tuple[int, int, int, str]:
+    """(p, c, n, innermost) of the DRAM level of a timeloop-mapper.map.txt (Timeloop's K is
+    the GEMM's N)."""
+    import re
+
+    dram = map_txt.split("DRAM [", 1)[1].split("Scratchpad [", 1)[0]
+    loops = re.findall(r"for (\w) in \[0:(\d+)\)", dram)
+    f = {"P": 1, "C": 1, "K": 1}
+    for dim, v in loops:
+        f[dim] *= int(v)
+    inner = {"P": "P", "C": "C", "K": "N"}[loops[-1][0]] if loops else "C"
+    return f["P"], f["C"], f["K"], inner
+
+
+def misses(workdirs: list[Path], threshold: float = 0.01) -> list[dict]:
+    """Rows where Timeloop's random search found less energy than the model's optimum
+    (by more than `threshold`) at no more cycles than the model's: the model costs
+    Timeloop's own mapping (its DRAM loops, read from the run's map.txt under the first of
+    `workdirs`, the LUT jobs' --workdir, that holds it), which tells a mapping the model's
+    mapspace lacks from one it holds but ranks differently (its cycles or energy differ)."""
+    from cosearch.hw.cost_model import mapping_cost
+
+    out = []
+    for r in analyse()["per_row"]:
+        if r["best_from"] != "random":
+            continue
+        if r["model_energy_pJ_uncalibrated"] <= r["best_energy_pJ"] * (1 + threshold):
+            continue
+        M, K, N = map(int, r["shape"].split("x"))
+        runs = (sorted((d / r["hw"] / f"M{M}_K{K}_N{N}").glob("try*")) for d in workdirs)
+        tries = next((t for t in runs if len(t) >= r["tries"]), None)
+        if tries is None:
+            sys.exit(
+                f"error: no mapper run of {r['hw']} {r['shape']} under "
+                f"{', '.join(map(str, workdirs))}; pass the LUT job's --workdir"
+            )
+        p, c, n, inner = _dram_loops(
+            (tries[r["tries"] - 1] / "timeloop-mapper.map.txt").read_text()
+        )
+        own = mapping_cost(M, K, N, r["hw"], p=p, c=c, n=n, inner=inner)
+        mc, me, mp, mcc, mn, minner = model_mapping(M, K, N, r["hw"])
+        out.append(
+            {
+                "hw": r["hw"],
+                "shape": r["shape"],
+                "timeloop_mapping": f"p={p} c={c} n={n} inner={inner}",
+                "timeloop_cycles": r["best_cycles"],
+                "timeloop_energy_pJ": r["best_energy_pJ"],
+                "model_on_timeloop_mapping_cycles": own["cycles"],
+                "model_on_timeloop_mapping_energy_pJ": own["energy_pJ"],
+                "model_pick": f"p={mp} c={mcc} n={mn} inner={minner}",
+                "model_pick_cycles": mc,
+                "model_pick_energy_pJ_uncalibrated": me,
+                "model_pick_over_timeloop_energy": me / r["best_energy_pJ"],
+            }
+        )
+    with MISSES.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(out[0]) if out else ["hw"])
+        w.writeheader()
+        w.writerows(out)
+    return out
+
+
 SHARED_LUTS = HERE.parents[2] / "shared" / "timeloop" / "luts"
 CHECK = RESULTS / "shared_lut_check.csv"
 
@@ -415,7 +484,8 @@ def check_shared() -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
-        "step", choices=("shapes", "run", "analyse", "check-shared", "pinned", "lut-vs-model")
+        "step",
+        choices=("shapes", "run", "analyse", "check-shared", "pinned", "misses", "lut-vs-model"),
     )
     a, extra = p.parse_known_args(argv)
     if a.step == "shapes":
@@ -429,6 +499,14 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--mapper-timeout-s", type=float, default=120.0)
         b = q.parse_args(extra)
         pinned(Path(b.workdir), b.mapper_timeout_s)
+        return 0
+    if a.step == "misses":
+        q = argparse.ArgumentParser()
+        q.add_argument(
+            "--workdir", action="append", required=True, help="a LUT job's --workdir (repeat)"
+        )
+        for row in misses([Path(d) for d in q.parse_args(extra).workdir]):
+            print(row)
         return 0
     if a.step == "lut-vs-model":
         print(json.dumps(lut_vs_model(), indent=2))
