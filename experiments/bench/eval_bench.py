@@ -1,4 +1,5 @@
-"""Benchmark: perplexity evaluation per arch, the full masked supernet vs depth-and-width buckets.
+"""Benchmark: perplexity evaluation per arch, the full masked supernet vs depth-and-width
+buckets.
 
 The search spends almost all its time scoring subnets on a few thousand validation tokens.
 This times, interleaved arch by arch in one process (a busy machine slows both alike), the
@@ -6,10 +7,11 @@ full-width masked supernet (every subnet at the largest arch's compute, one comp
 bucketed path `Evaluator.windows` now takes (the supernet sliced to the arch's depth and
 width, heads and FFN masked: one compile per bucket), on the same random archs and tokens,
 and checks both give the same per-window NLLs (to float32 rounding). It also says how much
-faster evaluation could get without changing results: per arch, XLA's FLOP count (`cost_analysis` of the lowered
-step, no compile) of the bucket's step and of the arch's own dense step (what a per-arch
-compile would run), and the achieved FLOP rate against the machine's matmul peak measured in
-the same process. Prints a table and saves results/eval_bench_<preset>.json.
+faster evaluation could get without changing results: per arch, XLA's FLOP count
+(`cost_analysis` of the lowered step, no compile) of the bucket's step and of the arch's own
+dense step (what a per-arch compile would run), and the achieved FLOP rate against the
+machine's matmul peak measured in the same process. Prints a table and saves
+results/eval_bench_<preset>.json.
 
     python experiments/bench/eval_bench.py --checkpoint checkpoints/supernet-cpu --archs 40
 """
