@@ -16,6 +16,8 @@ calibration fit (`lut/timeloop/calibration.csv`), so every one is held out.
     python experiments/cost_model_validation/timeloop_reference.py misses --workdir DIR
         # rows where Timeloop beat the model's optimum: the model costs Timeloop's mapping
         # (read from DIR's map.txt) -> results/timeloop_model_misses.csv
+    python experiments/cost_model_validation/timeloop_reference.py tolerance
+        # what a delay tolerance before energy decides would move (not shipped)
     python experiments/cost_model_validation/timeloop_reference.py lut-vs-model
         # lut/cpu/timeloop rows vs the model (results/timeloop_lut_vs_model.json)
     python experiments/cost_model_validation/timeloop_reference.py check-shared
@@ -265,11 +267,14 @@ def lut_vs_model() -> dict:
     return out
 
 
-def model_mapping(M: int, K: int, N: int, hw: str) -> tuple[float, float, int, int, int, str]:
+def model_mapping(
+    M: int, K: int, N: int, hw: str, tol: float = 1e-6
+) -> tuple[float, float, int, int, int, str]:
     """The model's optimum as an explicit mapping (cycles, energy uncalibrated, DRAM trips
     p over M, c over K, n over N, innermost DRAM loop), by brute force over the same
     mapspace: every divisor triple whose tiles fit (inputs + weights in the scratchpad,
-    the output tile in the accumulator), delay first, then energy."""
+    the output tile in the accumulator), delay first, then energy among the mappings
+    within `tol` of the least delay."""
     from cosearch.hw.cost_model import mapping_cost
 
     cfg = get_hw(hw)
@@ -290,7 +295,42 @@ def model_mapping(M: int, K: int, N: int, hw: str) -> tuple[float, float, int, i
                     r = mapping_cost(M, K, N, hw, p=p, c=c, n=n, inner=inner)
                     cands.append((r["cycles"], r["energy_pJ"], p, c, n, inner))
     cmin = min(x[0] for x in cands)
-    return min((x for x in cands if x[0] <= cmin * (1 + 1e-6)), key=lambda x: x[1])
+    return min((x for x in cands if x[0] <= cmin * (1 + tol)), key=lambda x: x[1])
+
+
+TOLERANCE = RESULTS / "timeloop_delay_tolerance.json"
+
+
+def tolerance(tols: list[float]) -> dict:
+    """What a delay tolerance would move (not the shipped model, which takes the least
+    delay): per tolerance, the brute-force model pick (`model_mapping`) of every reference
+    row against Timeloop's best evaluation, uncalibrated energy, same metrics as
+    `analyse`."""
+    best = {(r["hw"], r["shape"]): r for r in analyse()["per_row"]}
+    with SHAPES.open() as f:
+        preset_of = {
+            (int(r["M"]), int(r["K"]), int(r["N"])): r["preset"] for r in csv.DictReader(f)
+        }
+    res = {"note": __doc__.split("\n")[0], "tolerances": {}}
+    for tol in tols:
+        rows = []
+        for (hw, shape), b in best.items():
+            M, K, N = map(int, shape.split("x"))
+            mc, me, *_ = model_mapping(M, K, N, hw, tol)
+            rows.append(
+                {"hw": hw, "M": M, "K": K, "N": N, "mc": mc, "me": me, "me0": me}
+                | {"tc": b["best_cycles"], "te": b["best_energy_pJ"]}
+            )
+        m = _metrics(rows, preset_of)
+        m.pop("per_shape", None)
+        res["tolerances"][str(tol)] = m
+        print(tol, {k: v for k, v in m.items() if "spearman" in k or "mape" in k}, flush=True)
+    res["note"] = (
+        "the brute-force model (model_mapping) with energy deciding among mappings within "
+        "each tolerance of the least delay, vs Timeloop's best evaluation; uncalibrated energy"
+    )
+    TOLERANCE.write_text(json.dumps(res, indent=2) + "\n")
+    return res
 
 
 def pinned(workdir: Path, wall_s: float, threshold: float = 0.05) -> list[dict]:
@@ -485,7 +525,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "step",
-        choices=("shapes", "run", "analyse", "check-shared", "pinned", "misses", "lut-vs-model"),
+        choices=(
+            "shapes",
+            "run",
+            "analyse",
+            "check-shared",
+            "pinned",
+            "misses",
+            "tolerance",
+            "lut-vs-model",
+        ),
     )
     a, extra = p.parse_known_args(argv)
     if a.step == "shapes":
@@ -507,6 +556,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         for row in misses([Path(d) for d in q.parse_args(extra).workdir]):
             print(row)
+        return 0
+    if a.step == "tolerance":
+        q = argparse.ArgumentParser()
+        q.add_argument("--tol", default="0.000001,0.005,0.015,0.03", help="comma-separated")
+        tolerance([float(t) for t in q.parse_args(extra).tol.split(",")])
         return 0
     if a.step == "lut-vs-model":
         print(json.dumps(lut_vs_model(), indent=2))
