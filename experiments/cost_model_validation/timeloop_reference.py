@@ -18,6 +18,8 @@ calibration fit (`lut/timeloop/calibration.csv`), so every one is held out.
         # (read from DIR's map.txt) -> results/timeloop_model_misses.csv
     python experiments/cost_model_validation/timeloop_reference.py tolerance
         # what a delay tolerance before energy decides would move (not shipped)
+    python experiments/cost_model_validation/timeloop_reference.py acc-port
+        # the accumulator-port cycles of spilled partial sums vs Timeloop (a candidate fix)
     python experiments/cost_model_validation/timeloop_reference.py lut-vs-model
         # lut/cpu/timeloop rows vs the model (results/timeloop_lut_vs_model.json)
     python experiments/cost_model_validation/timeloop_reference.py check-shared
@@ -469,6 +471,71 @@ def misses(workdirs: list[Path], threshold: float = 0.01) -> list[dict]:
     return out
 
 
+ACC_PORT = RESULTS / "timeloop_acc_port.csv"
+
+
+def acc_port() -> dict:
+    """The model's cycles of a mapping with spilled partial sums vs Timeloop's, and the
+    same with the accumulator-port term counting updates and reads only (not the fills of
+    spilled partial sums as well): on every pinned row (Timeloop's cycles of the model's own
+    mapping) and every `misses` row (the model's cycles of Timeloop's mapping). A check of a
+    candidate model change, not the shipped model."""
+    from cosearch.hw.cost_model import mapping_cost
+
+    cases = []
+    with PINNED.open() as f:
+        for r in csv.DictReader(f):
+            m = (int(r["p"]), int(r["c"]), int(r["n"]), r["inner"])
+            cases.append(("pinned", r["hw"], int(r["M"]), int(r["K"]), int(r["N"]), m, r))
+    if MISSES.exists():
+        with MISSES.open() as f:
+            for r in csv.DictReader(f):
+                d = dict(kv.split("=") for kv in r["timeloop_mapping"].split())
+                m = (int(d["p"]), int(d["c"]), int(d["n"]), d["inner"])
+                M, K, N = map(int, r["shape"].split("x"))
+                cases.append(("miss", r["hw"], M, K, N, m, r))
+    rows = []
+    for kind, hw, M, K, N, (p, c, n, inner), r in cases:
+        cfg = get_hw(hw)
+        x = mapping_cost(M, K, N, hw, p=p, c=c, n=n, inner=inner)
+        cs = max(d for d in range(1, cfg.pe_rows + 1) if K % d == 0)
+        ks = max(d for d in range(1, cfg.pe_cols + 1) if N % d == 0)
+        fixed = max(
+            M * K * N / (cs * ks),
+            x["dram"] / cfg.dram_bytes_per_cycle,
+            (x["sp_read"] + x["sp_fill"]) / (2 * cfg.pe_cols),
+            (x["acc_update"] + x["acc_read"]) / (2 * ks),
+        )
+        tl = float(r["pinned_cycles"] if kind == "pinned" else r["timeloop_cycles"])
+        rows.append(
+            {
+                "kind": kind,
+                "hw": hw,
+                "shape": f"{M}x{K}x{N}",
+                "spilled_partial_sums": x["acc_fill"] > 0,
+                "timeloop_cycles": tl,
+                "model_cycles": x["cycles"],
+                "model_cycles_port_fix": fixed,
+                "model_equal": abs(x["cycles"] - tl) <= 1,
+                "port_fix_equal": abs(fixed - tl) <= 1,
+            }
+        )
+    with ACC_PORT.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    spill = [r for r in rows if r["spilled_partial_sums"]]
+    res = {
+        "rows": len(rows),
+        "model_equal": sum(r["model_equal"] for r in rows),
+        "port_fix_equal": sum(r["port_fix_equal"] for r in rows),
+        "rows_with_spilled_partial_sums": len(spill),
+        "spill_model_equal": sum(r["model_equal"] for r in spill),
+        "spill_port_fix_equal": sum(r["port_fix_equal"] for r in spill),
+    }
+    return res
+
+
 SHARED_LUTS = HERE.parents[2] / "shared" / "timeloop" / "luts"
 CHECK = RESULTS / "shared_lut_check.csv"
 
@@ -533,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
             "pinned",
             "misses",
             "tolerance",
+            "acc-port",
             "lut-vs-model",
         ),
     )
@@ -561,6 +629,9 @@ def main(argv: list[str] | None = None) -> int:
         q = argparse.ArgumentParser()
         q.add_argument("--tol", default="0.000001,0.005,0.015,0.03", help="comma-separated")
         tolerance([float(t) for t in q.parse_args(extra).tol.split(",")])
+        return 0
+    if a.step == "acc-port":
+        print(json.dumps(acc_port(), indent=2))
         return 0
     if a.step == "lut-vs-model":
         print(json.dumps(lut_vs_model(), indent=2))
