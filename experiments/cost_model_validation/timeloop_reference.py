@@ -474,7 +474,7 @@ def misses(workdirs: list[Path], threshold: float = 0.01) -> list[dict]:
 ACC_PORT = RESULTS / "timeloop_acc_port.csv"
 
 
-def acc_port() -> dict:
+def acc_port(out: Path = ACC_PORT) -> dict:
     """The model's cycles of a mapping with spilled partial sums vs Timeloop's, and the
     same with the accumulator-port term counting updates and reads only (not the fills of
     spilled partial sums as well): on every pinned row (Timeloop's cycles of the model's own
@@ -520,7 +520,7 @@ def acc_port() -> dict:
                 "port_fix_equal": abs(fixed - tl) <= 1,
             }
         )
-    with ACC_PORT.open("w", newline="") as f:
+    with out.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
