@@ -151,13 +151,19 @@ def test_screen_stages_run_smallest_first_and_drop_at_the_first_failing_stage():
     # stage 1's baseline has its own noise (paired SE ~0.5 ppl), stage 2's the arch's own
     stage1 = (stage(1, 0.05, {_arch(0): 6.0, _arch(1): 1.5}), _windows(0.0, 0.05, 10))
 
+    shown = []  # the progress display's calls
     screened, scored = _screen_case(
         screens=[
             stage1,
             (stage(2, 0.05, {_arch(0): 6.0, _arch(1): 5.0}), _windows(0.0, 0.05, 9)),
-        ]
+        ],
+        on_screen=lambda i: shown.append(i),
+        on_budget=lambda label: shown.append(label),
     )
     assert _arch(0) in asked[1] and _arch(0) not in asked[2] and _arch(1) in asked[2]
+    # one call per new screen, by stage, after the budget's own
+    assert shown[0] == "+1 ppl" and shown[1:].count(0) == len(asked[1])
+    assert shown[1:].count(1) == len(asked[2])
     assert _arch(0) not in scored and _arch(1) not in scored
     assert screened["screened_out"] == 2 and screened["arch"] == _arch(2).short()
     one_stage, scored_one = _screen_case(screens=[stage1])

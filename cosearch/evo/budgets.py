@@ -65,6 +65,8 @@ def budget_picks(
     max_evals: int = 0,
     on_eval: Callable[[], None] | None = None,
     is_cached: Callable[[Arch], bool] | None = None,
+    on_screen: Callable[[int], None] | None = None,
+    on_budget: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """One row per budget: the pick, its final Δppl and SE, the EDP reduction and its
     bootstrap interval, whether Δppl lies within one SE of the budget's edge. `screens`:
@@ -72,7 +74,9 @@ def budget_picks(
     first, scored before the final split (a candidate dropped at a stage reaches no later
     one); `max_evals`: at most this many final scores per budget (0: no cap);
     `on_eval` is called after each new final score (a progress bar); `is_cached` says
-    which archs' final scores are already at hand (free: they do not count to the cap)."""
+    which archs' final scores are already at hand (free: they do not count to the cap);
+    `on_screen(i)` after each new screen at stage i and `on_budget(label)` as each budget
+    starts (progress display)."""
     final_cache: dict[Arch, Windows] = {}
     screen_cache: dict[tuple[int, Arch], tuple[float, float]] = {}
 
@@ -89,6 +93,8 @@ def budget_picks(
         for i, (windows, base) in enumerate(screens):
             if (i, arch) not in screen_cache:
                 screen_cache[i, arch] = paired_delta(windows(arch), base)
+                if on_screen is not None:
+                    on_screen(i)
             d, se = screen_cache[i, arch]
             if d - band * se > float(_allowance(delta, relative, base.ppl)):
                 return True
@@ -103,6 +109,8 @@ def budget_picks(
     base_boot = np.exp((w @ baseline_final.nll) / (w @ baseline_final.tokens))
     rows = []
     for label, delta, relative in budgets:
+        if on_budget is not None:
+            on_budget(label)
         allow = float(_allowance(delta, relative, baseline_final.ppl))
         allow_search = float(_allowance(delta, relative, baseline_search.ppl))
         kept = [c for c in by_edp if search[c.arch][0] - band * search[c.arch][1] <= allow_search]
@@ -230,6 +238,8 @@ def paired_budgets(
     screen_tokens: Sequence[int] = (),
     max_evals: int = 0,
     on_eval: Callable[[], None] | None = None,
+    on_screen: Callable[[int], None] | None = None,
+    on_budget: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """`budget_picks` for each baseline (objects with name, hw, edp) over the evaluated
     pairs on its hardware (with `any_hw`, as in a joint hardware search: over the pairs on
@@ -238,7 +248,9 @@ def paired_budgets(
     same windows as the candidates. Baselines with nothing to score windows (a bare
     --baseline-ppl) are skipped. `screen_tokens`: screen candidates on those many
     validation tokens first, in increasing order, each stage where it is fewer than
-    `final_tokens` (empty: no screen); `max_evals`, `on_eval`: as in `budget_picks`."""
+    `final_tokens` (empty: no screen); `max_evals`, `on_eval`: as in `budget_picks`;
+    `on_screen(tokens)` after each new screen, `on_budget("<baseline> on <hw>: <budget>")`
+    as each budget starts."""
     stages = sorted({t for t in screen_tokens if t and (final_tokens is None or t < final_tokens)})
     rows = []
     for b in sorted(baselines, key=lambda b: (b.name != "from scratch", b.hw, b.name)):
@@ -268,6 +280,12 @@ def paired_budgets(
             ],
             max_evals=max_evals,
             on_eval=on_eval,
+            on_screen=None if on_screen is None else (lambda i: on_screen(stages[i])),
+            on_budget=(
+                None
+                if on_budget is None
+                else (lambda label, b=b: on_budget(f"{b.name} on {b.hw}: {label}"))
+            ),
             is_cached=(
                 (lambda a: evaluator.has_windows(a, "valid", final_tokens))
                 if hasattr(evaluator, "has_windows")

@@ -132,6 +132,21 @@ def finish(
             budget_tokens or "all",
         )
         with tqdm(desc="budget re-evaluations", unit="arch", disable=not progress) as bar:
+            screened: dict[int, int] = {}
+            where = [""]
+
+            def show() -> None:
+                done = ", ".join(f"{n} at {t:,}" for t, n in sorted(screened.items()))
+                bar.set_postfix_str(f"{where[0]}; screened {done or 'none'}", refresh=True)
+
+            def on_screen(tokens: int) -> None:
+                screened[tokens] = screened.get(tokens, 0) + 1
+                show()
+
+            def on_budget(text: str) -> None:
+                where[0] = text
+                show()
+
             reductions = budgets.paired_budgets(
                 evaluated,
                 baselines,
@@ -144,6 +159,8 @@ def finish(
                 screen_tokens=options.budget_screen_tokens,
                 max_evals=options.budget_max_evals,
                 on_eval=bar.update,
+                on_screen=on_screen,
+                on_budget=on_budget,
             )
     paired = {(r["baseline"], r["hw"]) for r in reductions}
     reductions += [  # baselines without windows to pair (e.g. a bare --baseline-ppl)
