@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
+from cosearch import stop
 from cosearch.config import PRESETS, RunConfig, get_preset, override
 from cosearch.errors import UsageError, UserError
 from cosearch.runinfo import program
@@ -127,7 +128,8 @@ def main_wrapper(
     """Run an entry point; turn user errors into one clear line and exit code 2. An int
     that `fn` returns is its exit code (so a wrapped entry point may be wrapped again)."""
     try:
-        result = fn(argv)
+        with stop.handle_signals():  # a swallowed Ctrl-C is raised again: see cosearch.stop
+            result = fn(argv)
     except USER_ERRORS as e:
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise

@@ -52,10 +52,12 @@ def test_the_model_costs_timeloops_mapping_within_its_own_mapspace(ref):
     assert r["acc_fill"] == 512 * 576 * 3  # partial sums spilled over 4 reduction passes
 
 
-def test_accumulator_port_fix_matches_timeloop_on_every_same_mapping_row(ref, tmp_path):
+def test_model_cycles_match_timeloop_on_every_same_mapping_row(ref, tmp_path):
     if not ref.PINNED.exists():
         pytest.skip("no committed timeloop_pinned.csv")
     res = ref.acc_port(tmp_path / "acc_port.csv")
     assert res["rows"] >= 121
-    assert res["port_fix_equal"] == res["rows"]
+    assert res["model_equal"] == res["rows"]
+    # before the accumulator-port fix, no row with spilled partial sums matched
     assert res["rows_with_spilled_partial_sums"] > 0
+    assert res["spill_before_port_fix_equal"] == 0

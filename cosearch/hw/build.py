@@ -10,21 +10,19 @@ its work units run (`cosearch.hw.executor`: a local thread pool or Ray tasks).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
 import hashlib
 import json
 import logging
-import signal
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from cosearch import stop
 from cosearch.errors import InputFileError, UserError
 from cosearch.hw import timeloop
 from cosearch.hw.cost_model import REGIMES, SHIPPED_TILER, default_calibration, gemm_cost
@@ -439,7 +437,7 @@ def run(job: LutJob) -> list[Path]:
     stopped: str | None = "stopped before its first row"
     ex = make_executor(job.executor, job.jobs, job.ray_address) if units else None
     try:
-        with _sigterm_as_interrupt():
+        with stop.handle_signals():  # SIGTERM saves as Ctrl-C does
             if job.backend == "timeloop" and units:  # where the mapper runs: here or Ray
                 run_hws = tuple(dict.fromkeys(u[0] for u in units))
                 tools = ex.call(_check_tools, run_hws, workroot, job.tools_note)
@@ -518,24 +516,6 @@ def _save(
                 metas[hw.name] = _with_history(metas[hw.name], Path(job.out), hw)
         write_text_atomic(meta_path(job.out), json.dumps(metas, indent=2, sort_keys=True) + "\n")
     return written
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """A job stopped with SIGTERM (kill, a batch system) saves its tables and metadata as
-    an interrupted one does; only in the main thread, where handlers can be set."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def _one_line(e: BaseException) -> str:

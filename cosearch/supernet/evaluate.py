@@ -22,6 +22,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from cosearch import stop
 from cosearch.config import RunConfig
 from cosearch.data import eval_batches, load_corpus, perplexity
 from cosearch.runinfo import write_json_atomic
@@ -111,6 +112,7 @@ def batch_windows(batches: list, step: Callable) -> Windows:
     `batches` (from `eval_batches`), padding windows dropped."""
     nll, cnt = [], []
     for x, y, w in batches:
+        stop.check()  # a stop signal swallowed by a JAX callback stops here
         s, c = step(x, y, w)
         nll.append(np.asarray(s, np.float64))
         cnt.append(np.asarray(c, np.float64))
