@@ -206,6 +206,17 @@ def test_evaluator_caches_and_from_scratch(tiny_config, tiny_checkpoint, tmp_pat
     assert {ev._key(space.smallest(), "valid", 24), ev._key(space.largest(), "test", 24)} <= set(
         saved
     )
+    # a long score another process saved meanwhile is taken from the file, not recomputed
+    ev.flush_cache()
+    other.perplexity(space.smallest(), "test")  # whole split: a long evaluation
+    other.flush_cache()
+    calls = []
+    real = ev._float_windows
+    ev._float_windows = lambda *a: calls.append(a) or real(*a)
+    assert ev.perplexity(space.smallest(), "test") == other.perplexity(space.smallest(), "test")
+    assert calls == []
+    ev.perplexity(space.largest(), "test", max_tokens=16)  # short scores are not looked up
+    assert len(calls) == 1
     run(tiny_config, tmp_path / "fs", from_scratch=space.smallest())
     fs = load_evaluator(tmp_path / "fs")
     assert fs.perplexity(space.smallest()) > 1

@@ -208,14 +208,32 @@ class Evaluator:
         self._cache: dict[str, dict] = {}
         self._dirty = False
         self._last_save = -float("inf")
+        self._disk_mtime: int | None = None  # the cache file's mtime when last read/written
         atexit.register(_flush_at_exit, weakref.ref(self))
-        if self._cache_path.is_file():
-            try:
-                cached = json.loads(self._cache_path.read_text())
-                # entries of the first format were bare perplexities: not paired, dropped
-                self._cache = {k: v for k, v in cached.items() if isinstance(v, dict)}
-            except json.JSONDecodeError:
-                log.warning("ignoring corrupt %s", self._cache_path)
+        self._cache = self._read_disk()
+
+    def _read_disk(self) -> dict[str, dict]:
+        """The cache file's entries ({} if there is none or it is corrupt)."""
+        try:
+            self._disk_mtime = self._cache_path.stat().st_mtime_ns
+            cached = json.loads(self._cache_path.read_text())
+        except OSError:
+            return {}
+        except json.JSONDecodeError:
+            log.warning("ignoring corrupt %s", self._cache_path)
+            return {}
+        # entries of the first format were bare perplexities: not paired, dropped
+        return {k: v for k, v in cached.items() if isinstance(v, dict)}
+
+    def _refresh(self) -> None:
+        """Take in what other processes (parallel searches sharing the cache) saved since
+        this one last read or wrote the file; a stat when nothing changed."""
+        try:
+            mtime = self._cache_path.stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime != self._disk_mtime:
+            self._cache = {**self._read_disk(), **self._cache}
 
     def _key(self, arch: Arch, split: str, max_tokens: int | None, int8: bool = False) -> str:
         key = f"{self.fingerprint}|{self.step}|{split}|{max_tokens or 0}|{arch.to_json()}"
@@ -256,6 +274,8 @@ class Evaluator:
                 f"{self.from_scratch.short()}, not a supernet"
             )
         key = self._key(arch, split, max_tokens, int8)
+        if key not in self._cache and (max_tokens is None or max_tokens >= DENSE_FROM_TOKENS):
+            self._refresh()  # a long score (seconds to minutes) another search may have made
         if key not in self._cache:
             t = time.monotonic()
             w = (self._int8_windows if int8 else self._float_windows)(arch, split, max_tokens)
@@ -343,6 +363,7 @@ class Evaluator:
         self._cache = {**on_disk, **self._cache}
         try:
             write_json_atomic(self._cache_path, self._cache)
+            self._disk_mtime = self._cache_path.stat().st_mtime_ns
         except OSError as e:  # a read-only checkpoint (e.g. committed) still evaluates
             log.debug("cannot write %s: %s", self._cache_path, e)
         self._dirty = False
