@@ -81,7 +81,7 @@ def main() -> None:
                 continue
             resume = (out / "config.json").is_file()
             # analytical costs for every config: the real-Timeloop tables cover two prefill
-            # configs, partially (see thesis_cpu/run.sh), so `auto` would mix two sources
+            # configs with upper bounds (see thesis_cpu/run.sh), so `auto` would mix sources
             opts = SearchOptions(
                 hw="search",
                 regime=regime,
