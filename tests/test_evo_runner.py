@@ -48,8 +48,13 @@ def test_run_writes_a_self_describing_run_directory(tmp_path):
         "ppl_vs_energy.png",
         "hypervolume.png",
         "state/gemmini-64k-256k.json",
+        "status.json",
     ):
         assert (d / name).is_file(), name
+    status = json.loads((d / "status.json").read_text())
+    assert status["step"] == "done" and status["updated_utc"].endswith("Z")
+    # the default screen (20,000 tokens) ran before the final scores
+    assert status["final_scores"] >= 1 and status["screens_by_tokens"]["20000"] >= 1
     desc = json.loads((d / "config.json").read_text())
     assert desc["seed"] == CFG.search.seed and desc["git_commit"]
     assert desc["config"]["model"]["space"] == "tiny"

@@ -1,7 +1,8 @@
 """The end of a co-search: the front's re-evaluation, the baselines, the result files.
 
 Owns what a finished search writes into its run directory (pareto.json, pareto.csv,
-evaluated.csv, hypervolume.csv, the plots, summary.md) from the problems' evaluations,
+evaluated.csv, hypervolume.csv, the plots, summary.md; status.json while it works) from the
+problems' evaluations,
 with the front computations and report pieces of `pareto`. It must not search.
 """
 
@@ -25,6 +26,29 @@ from cosearch.scenario import get_scenario
 from cosearch.stats import paired_delta
 
 log = logging.getLogger(__name__)
+
+
+class _Status:
+    """`status.json` in the run directory: which step of the finish a search is on and how
+    far (the front's re-evaluation; the budget decisions: baseline and budget, screens and
+    final scores so far), rewritten at each new step and at most every `every_s` between,
+    so that a run without a progress bar (--quiet, a batch log) can be followed. A sign of
+    life, not a result (the finished run says `"step": "done"`)."""
+
+    def __init__(self, path: Path, every_s: float = 10.0) -> None:
+        self.path, self.every_s = path, every_s
+        self.fields: dict[str, Any] = {}
+        self._t0 = time.monotonic()
+        self._last = -math.inf
+
+    def update(self, new_step: bool = False, **fields: Any) -> None:
+        self.fields.update(fields)
+        now = time.monotonic()
+        if new_step or now - self._last >= self.every_s:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            body = {**self.fields, "finish_elapsed_s": round(now - self._t0, 1)}
+            write_json_atomic(self.path, {**body, "updated_utc": stamp})
+            self._last = now
 
 
 def finish(
@@ -70,6 +94,7 @@ def finish(
     to_eval = list({id(e): e for e in members}.values())
     t_final = time.perf_counter()
     final_tokens = options.final_tokens or None
+    status = _Status(workdir / "status.json")
     if options.final_eval:
         log.info(
             "re-evaluating %d front members (%d archs) on the valid and test splits (%s tokens)",
@@ -77,9 +102,13 @@ def finish(
             len({e.arch for e in to_eval}),
             final_tokens or "all",
         )
-        for e in tqdm(to_eval, desc="final re-evaluation", disable=not progress, leave=False):
+        status.update(True, step="final re-evaluation of the front", done=0, of=len(to_eval))
+        for i, e in enumerate(
+            tqdm(to_eval, desc="final re-evaluation", disable=not progress, leave=False)
+        ):
             e.extra["ppl_valid"] = float(evaluator.perplexity(e.arch, "valid", final_tokens))
             e.extra["ppl_test"] = float(evaluator.perplexity(e.arch, "test", final_tokens))
+            status.update(done=i + 1)
     f32 = getattr(evaluator, "float_evaluator", None)
     if f32 is not None:  # an int8 search: each member's int8 - float32, paired over windows
         tokens = final_tokens if options.final_eval else (config.search.eval_tokens or None)
@@ -131,13 +160,21 @@ def finish(
             "deciding perplexity budgets on the validation split (paired, %s tokens)",
             budget_tokens or "all",
         )
+        status.update(True, step="budget decisions", done=None, of=None)
         with tqdm(desc="budget re-evaluations", unit="arch", disable=not progress) as bar:
             screened: dict[int, int] = {}
             where = [""]
+            scored = [0]
 
-            def show() -> None:
+            def show(new_step: bool = False) -> None:
                 done = ", ".join(f"{n} at {t:,}" for t, n in sorted(screened.items()))
                 bar.set_postfix_str(f"{where[0]}; screened {done or 'none'}", refresh=True)
+                status.update(
+                    new_step,
+                    on=where[0],
+                    screens_by_tokens={str(t): n for t, n in sorted(screened.items())},
+                    final_scores=scored[0],
+                )
 
             def on_screen(tokens: int) -> None:
                 screened[tokens] = screened.get(tokens, 0) + 1
@@ -145,6 +182,11 @@ def finish(
 
             def on_budget(text: str) -> None:
                 where[0] = text
+                show(new_step=True)
+
+            def on_eval() -> None:
+                scored[0] += 1
+                bar.update()
                 show()
 
             reductions = budgets.paired_budgets(
@@ -158,7 +200,7 @@ def finish(
                 any_hw="hw-search" in problems,
                 screen_tokens=options.budget_screen_tokens,
                 max_evals=options.budget_max_evals,
-                on_eval=bar.update,
+                on_eval=on_eval,
                 on_screen=on_screen,
                 on_budget=on_budget,
             )
@@ -268,6 +310,7 @@ def finish(
             ppl_source=ppl_source,
         ),
     )
+    status.update(True, step="done", on=None, done=None, of=None)
     log.info("front of %d pairs written to %s", len(front), workdir)
     return {
         "workdir": str(workdir),
