@@ -41,6 +41,7 @@ from cosearch.evo.pareto import (  # noqa: E402
 )
 from cosearch.evo.problem import Evaluation  # noqa: E402
 from cosearch.evo.runner import SearchOptions, make_coster  # noqa: E402
+from cosearch.hw.cost_model import norm_capacity  # noqa: E402
 from cosearch.hw.gemmini import DEFAULT_HW_SPACE, get_hw  # noqa: E402
 from cosearch.runinfo import git_commit, write_json_atomic, write_text_atomic  # noqa: E402
 from cosearch.space import Arch  # noqa: E402
@@ -145,19 +146,21 @@ def heat(pool: dict[Arch, float], preset: str, regime: str, budget: float) -> di
     (ref,) = coster.cost_many([largest], THESIS_HW)
     cells = {}
     for hw in DEFAULT_HW_SPACE.configs():
-        costs = coster.cost_many(ok, hw)
-        k = int(np.argmin([c.edp for c in costs]))
-        cells[hw.name] = {
-            "sp_kib": hw.sp_kib,
-            "acc_kib": hw.acc_kib,
-            "edp": costs[k].edp,
-            "rel": costs[k].edp / ref.edp,
-            "arch": ok[k].short(),
-        }
+        # only the archs whose softmax and LayerNorm rows the config can hold (section 5 of
+        # the cost report): the search's constraint; a config that runs none stays blank
+        runs = [a for a in ok if norm_capacity(config.space.seq_len, a.d_model, hw)[0] == 0]
+        cell = {"sp_kib": hw.sp_kib, "acc_kib": hw.acc_kib, "n_can_run": len(runs)}
+        if runs:
+            costs = coster.cost_many(runs, hw)
+            k = int(np.argmin([c.edp for c in costs]))
+            cell.update(edp=costs[k].edp, rel=costs[k].edp / ref.edp, arch=runs[k].short())
+        else:
+            cell.update(edp=float("nan"), rel=float("nan"), arch=None)
+        cells[hw.name] = cell
     return {"budget": budget, "limit": limit, "n_pool": len(archs), "n_ok": len(ok), "cells": cells}
 
 
-def plot_heat(maps: dict[str, dict], path: Path) -> None:
+def plot_heat(maps: dict[str, dict], path: Path, source_note: str = "") -> None:
     sps, accs = DEFAULT_HW_SPACE.sp_kib, DEFAULT_HW_SPACE.acc_kib
     fig, axes = plt.subplots(1, len(maps), figsize=(5.5 * len(maps), 4.6), squeeze=False)
     for ax, (title, m) in zip(axes[0], maps.items()):
@@ -187,13 +190,16 @@ def plot_heat(maps: dict[str, dict], path: Path) -> None:
         ax.set_ylabel("scratchpad (KiB)")
         ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8, label=f"EDP / largest arch on {THESIS_HW}")
-    fig.suptitle("best arch's EDP at each buffer split (blank: over the 320 KiB budget)")
+    fig.suptitle(
+        "best arch's EDP at each buffer split (blank: over the 320 KiB budget or runs none)"
+        + source_note
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_front_hw(runs: dict[str, dict], path: Path) -> None:
+def plot_front_hw(runs: dict[str, dict], path: Path, source_note: str = "") -> None:
     fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4.5), squeeze=False)
     for ax, (regime, d) in zip(axes[0], runs.items()):
         by_hw: dict[str, list[Evaluation]] = {}
@@ -209,8 +215,12 @@ def plot_front_hw(runs: dict[str, dict], path: Path) -> None:
             )
         ax.set_xscale("log")
         ax.set_xlabel("EDP per sequence (J·s, modelled)")
-        ax.set_ylabel("validation perplexity (re-evaluated)")
-        ax.set_title(f"joint front, {regime} regime: hardware of each member", fontsize=9)
+        ax.set_ylabel(
+            "validation perplexity (re-evaluated)" if not source_note else "perplexity index"
+        )
+        ax.set_title(
+            f"joint front, {regime} regime: hardware of each member{source_note}", fontsize=9
+        )
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -247,17 +257,23 @@ def main() -> None:
             f"no */pareto.json under {args.results}; run experiments/hw_cosearch/run.sh"
         )
     fixed_runs = [_load(f) for f in args.fixed]
+    # where the perplexities come from: a predictor's label travels into every output
+    source = "/".join(sorted({d.get("ppl_source", "supernet") for d in runs.values()}))
+    note = "" if source == "supernet" else f" (perplexity: {source}, NOT measured)"
 
+    first = next(iter(runs.values()))
+    largest = next(b["name"] for b in first["baselines"] if "largest" in b["name"])
     lines = [
-        "# hw_cosearch: joint arch + buffer-split search",
+        f"# hw_cosearch: joint arch + buffer-split search{note}",
         "",
         f"commit {git_commit()}; SRAM budget 320 KiB (scratchpad + accumulator); "
-        f"EDP reductions against the supernet's largest arch on {THESIS_HW}.",
+        f"EDP reductions against the {largest} arch on {THESIS_HW}.",
         "",
     ]
-    rows, summary = [], {"runs": {}, "git_commit": git_commit()}
+    rows = []
+    summary = {"runs": {}, "git_commit": git_commit(), "ppl_source": source}
     for regime, d in runs.items():
-        base = next(b for b in d["baselines"] if b["name"] == "supernet largest")
+        base = next(b for b in d["baselines"] if b["name"] == largest)
         cfg = get_preset(d["preset"])
         coster = make_coster(cfg, SearchOptions(regime=d["regime"]))
         (ref,) = coster.cost_many([cfg.space.largest()], THESIS_HW)
@@ -350,8 +366,9 @@ def main() -> None:
             m = heat(pool, d["preset"], d["regime"], budget)
             key = f"{d['regime']} regime, search ppl within +{budget:.0%} of the largest"
             maps[key] = m
-            best = min(m["cells"].items(), key=lambda kv: kv[1]["edp"])
-            worst = max(m["cells"].items(), key=lambda kv: kv[1]["edp"])
+            can = {h: c for h, c in m["cells"].items() if c["arch"] is not None}
+            best = min(can.items(), key=lambda kv: kv[1]["edp"])
+            worst = max(can.items(), key=lambda kv: kv[1]["edp"])
             lines.append(
                 f"- {key}: {m['n_ok']} of {m['n_pool']} archs qualify; best config "
                 f"{best[0]} ({best[1]['rel']:.3f} of the largest on {THESIS_HW}, arch "
@@ -363,8 +380,9 @@ def main() -> None:
     plot_heat(
         {k: v for k, v in maps.items() if f"+{HEAT_BUDGETS[0]:.0%}" in k},
         args.results / "heatmap.png",
+        note,
     )
-    plot_front_hw(runs, args.results / "front_hw.png")
+    plot_front_hw(runs, args.results / "front_hw.png", note)
     write_text_atomic(args.results / "table.md", "\n".join(lines) + "\n")
     write_json_atomic(args.results / "summary.json", summary)
     print("\n".join(lines))

@@ -170,7 +170,8 @@ def main() -> None:
     write_text_atomic(OUT / "per_arch.md", markdown(rows))
     print(markdown(rows))
     for key, m in maps.items():
-        best = min(m["cells"].items(), key=lambda kv: kv[1]["edp"])
+        can = {h: c for h, c in m["cells"].items() if c["arch"] is not None}
+        best = min(can.items(), key=lambda kv: kv[1]["edp"])
         print(
             f"{key}: best {best[0]} {best[1]['rel']:.3f}; {THESIS} "
             f"{m['cells'][THESIS]['rel']:.3f}; gemmini-256k-64k "

@@ -75,7 +75,8 @@ def features(space: SearchSpace, arch: Arch) -> np.ndarray:
 def _read_pool(pattern: str) -> dict[Arch, float]:
     pool: dict[Arch, float] = {}
     for path in sorted(glob.glob(pattern)):
-        pool.update(read_search_ppl(path))
+        # a pair the search did not score (e.g. infeasible on its hardware) has no perplexity
+        pool.update({a: p for a, p in read_search_ppl(path).items() if math.isfinite(p)})
     return pool
 
 
