@@ -8,8 +8,9 @@ space and its Gemmini LUTs (lut/paper/), with perplexity replaced by a predictor
 
     log(ppl / ppl_largest) = w · (features(arch) - features(largest))
 
-fitted by least squares on the cpu supernet's measured search perplexities
-(experiments/thesis_cpu/results/seed*/evaluated.csv). Features are each dimension's
+fitted by least squares on the cpu supernet's measured search perplexities (by default
+the six serving searches on the current supernet, experiments/serving/results/*/
+evaluated.csv; --train-from takes others, e.g. thesis_cpu's seeds once re-run). Features are each dimension's
 relative position in its own space (layers, width, mean heads, mean FFN width, in [0, 1])
 and log of the non-embedding parameter fraction of the space's largest arch, so a paper arch
 is scored as the cpu arch at the same relative position. Perplexities are reported as an
@@ -138,7 +139,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(
         "--train-from",
-        default="experiments/thesis_cpu/results/seed*/evaluated.csv",
+        default="experiments/serving/results/*/evaluated.csv",
         help="glob of search outputs (evaluated.csv) of the cpu supernet to fit on",
     )
     ap.add_argument("--out", type=Path, default=Path("experiments/paper/results"))
@@ -150,7 +151,7 @@ def main() -> None:
     if PRESETS["cpu"].largest() not in pool:
         raise SystemExit(
             f"no cpu measurements with the largest arch under {args.train_from}; "
-            "run experiments/thesis_cpu/run.sh first"
+            "pass --train-from with the evaluated.csv of searches of the current cpu supernet"
         )
     w, quality = fit(pool)
     args.out.mkdir(parents=True, exist_ok=True)
