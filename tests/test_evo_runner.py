@@ -213,3 +213,37 @@ def test_resume_of_a_search_saved_before_an_option_existed(tmp_path):
     changed = json.loads(json.dumps(asdict(replace(SearchOptions(), regime="gemmini-tiler"))))
     with pytest.raises(SearchError, match="regime"):
         rundir.check(tmp_path, {**desc, "options": changed}, resume=True)
+
+
+def test_hw_cosearch_analysis_of_a_predictor_study(tmp_path):
+    """experiments/hw_cosearch/analyse.py on a joint search whose perplexities come from a
+    predictor: it finds the largest-arch baseline under its predictor label (it looked for
+    "supernet largest" and stopped) and carries the label into its table and JSON."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    class Predicted(ToyEvaluator):
+        ppl_source = "predictor"
+
+    run(
+        CFG,
+        tmp_path / "hw" / "optimal",
+        options=SearchOptions(hw="search"),
+        evaluator=Predicted(SPACE),
+        coster=ToyCoster(SPACE),
+        progress=False,
+    )
+    script = Path(__file__).resolve().parents[1] / "experiments/hw_cosearch/analyse.py"
+    res = subprocess.run(
+        [sys.executable, str(script), "--results", str(tmp_path / "hw")],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    table = (tmp_path / "hw" / "table.md").read_text()
+    assert "NOT measured" in table.splitlines()[0] and "predictor (not measured) largest" in table
+    summary = json.loads((tmp_path / "hw" / "summary.json").read_text())
+    assert summary["ppl_source"] == "predictor"
+    for m in summary["heatmaps"].values():  # every cell with an arch it can run, or blank
+        assert all((c["arch"] is None) == (c["n_can_run"] == 0) for c in m["cells"].values())
