@@ -2,7 +2,7 @@
 
 python -m cosearch.evaluate --archs largest,smallest
 python -m cosearch.evaluate --checkpoint runs/scratch-cpu --archs largest --split test --json
-python -m cosearch.evaluate --archs largest,arch.json --max-tokens 20000
+python -m cosearch.evaluate --archs largest,L3-d256-h4.2.4-f512.256.1024,arch.json --max-tokens 20000
 python -m cosearch.evaluate --archs largest,smallest --int8 --json
 
 Scores every arch on the same evaluation windows of the split (the whole split unless
@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument(
         "--archs",
         default="largest",
-        help="comma-separated: largest, smallest, a JSON object or a JSON file (default: largest)",
+        help="comma-separated: largest, smallest, an arch id as the reports print it "
+        "(L3-d256-h4.2.4-f512.256.1024), a JSON object or a JSON file (default: largest)",
     )
     p.add_argument("--split", default="valid", choices=("valid", "test"), help="default: valid")
     p.add_argument(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -66,6 +67,21 @@ class Arch:
         h = ".".join(map(str, self.heads))
         f = ".".join(map(str, self.d_ffn))
         return f"L{self.n_layers}-d{self.d_model}-h{h}-f{f}"
+
+    @classmethod
+    def from_short(cls, text: str) -> Arch:
+        """The arch of a `short()` id (as the reports print them)."""
+        m = _SHORT.fullmatch(text.strip())
+        if m is None:
+            raise ArchError(
+                f"'{text}' is not an arch id like L3-d256-h4.2.4-f512.256.1024 (layers, "
+                "d_model, heads per layer, FFN width per layer)"
+            )
+        heads = tuple(int(x) for x in m["h"].split("."))
+        return cls(int(m["L"]), int(m["d"]), heads, tuple(int(x) for x in m["f"].split(".")))
+
+
+_SHORT = re.compile(r"L(?P<L>\d+)-d(?P<d>\d+)-h(?P<h>\d+(?:\.\d+)*)-f(?P<f>\d+(?:\.\d+)*)")
 
 
 def _steps(lo: int, hi: int, step: int) -> tuple[int, ...]:
@@ -263,11 +279,14 @@ def get_space(name: str) -> SearchSpace:
 
 
 def arch_from_arg(space: SearchSpace, spec: str) -> Arch:
-    """Parse 'largest', 'smallest', an inline JSON object or a path to a JSON file."""
+    """Parse 'largest', 'smallest', an arch id as the reports print it
+    (`L3-d256-h4.2.4-f512.256.1024`), an inline JSON object or a path to a JSON file."""
     if spec == "largest":
         return space.largest()
     if spec == "smallest":
         return space.smallest()
+    if _SHORT.fullmatch(spec.strip()):
+        return space.validate(Arch.from_short(spec))
     text = spec
     if not spec.lstrip().startswith("{"):
         try:

@@ -127,3 +127,19 @@ def test_arch_from_arg(tmp_path):
     assert arch_from_arg(s, a.to_json()) == a
     with pytest.raises(ArchError, match="neither"):
         arch_from_arg(s, str(tmp_path / "missing.json"))
+
+
+def test_arch_ids_as_the_reports_print_them_round_trip():
+    import random
+
+    s = PRESETS["cpu"]
+    for i in range(300):
+        a = s.sample(random.Random(i))
+        assert Arch.from_short(a.short()) == a
+        assert arch_from_arg(s, a.short()) == a  # what `cosearch.evaluate --archs` takes
+    with pytest.raises(ArchError, match="outside search space"):
+        arch_from_arg(s, "L4-d999-h4.4.4.4-f1024.640.1024.896")
+    with pytest.raises(ArchError, match="not an arch id"):
+        Arch.from_short("L4-d256")
+    with pytest.raises(ArchError, match="one of each per layer"):
+        Arch.from_short("L2-d128-h1-f256.256")
