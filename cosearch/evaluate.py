@@ -2,7 +2,7 @@
 
 python -m cosearch.evaluate --archs largest,smallest
 python -m cosearch.evaluate --checkpoint runs/scratch-cpu --archs largest --split test --json
-python -m cosearch.evaluate --archs largest,L3-d256-h4.2.4-f512.256.1024,arch.json --max-tokens 20000
+python -m cosearch.evaluate --archs largest,L3-d256-h4.2.4-f512.256.1024 --max-tokens 20000
 python -m cosearch.evaluate --archs largest,smallest --int8 --json
 
 Scores every arch on the same evaluation windows of the split (the whole split unless
