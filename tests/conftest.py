@@ -7,6 +7,23 @@ from pathlib import Path
 import pytest
 
 TINY_DATA = Path(__file__).parent / "data" / "tiny_corpus"
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.fixture(scope="session")
+def experiment():
+    """Loads a script under experiments/ (not a package) as a module:
+    `experiment("ranking/run.py")`."""
+    import importlib.util
+
+    def load(relpath: str):
+        path = EXPERIMENTS / relpath
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from cosearch.stats import Windows
 
-ROOT = Path(__file__).resolve().parents[1]
 K, N = 300, 128
 
 
-def _ranking():
-    spec = importlib.util.spec_from_file_location(
-        "ranking_run", ROOT / "experiments" / "ranking" / "run.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+@pytest.fixture(scope="module")
+def run(experiment):
+    return experiment("ranking/run.py")
 
 
 def _windows(ppl: float, noise: np.ndarray) -> Windows:
@@ -28,8 +20,7 @@ def _windows(ppl: float, noise: np.ndarray) -> Windows:
     return Windows(N * (np.log(ppl) + noise - noise.mean()), np.full(K, float(N)))
 
 
-def test_rank_stats_of_identical_orders_is_one_and_of_reversed_minus_one():
-    run = _ranking()
+def test_rank_stats_of_identical_orders_is_one_and_of_reversed_minus_one(run):
     x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     same = run.rank_stats(x, x * 3, n_boot=200)
     assert same["kendall_tau"] == pytest.approx(1.0) and same["spearman"] == pytest.approx(1.0)
@@ -38,8 +29,7 @@ def test_rank_stats_of_identical_orders_is_one_and_of_reversed_minus_one():
     assert rev["kendall_tau"] == pytest.approx(-1.0)
 
 
-def test_token_noise_resolves_far_pairs_and_flags_a_swapped_close_pair():
-    run = _ranking()
+def test_token_noise_resolves_far_pairs_and_flags_a_swapped_close_pair(run):
     rng = np.random.default_rng(0)
     shared = rng.normal(0, 0.3, K)  # text difficulty: common to every model
     # standalone: 150, 160, 170, 170.05 (the last two a pair no window sample resolves);

@@ -4,12 +4,7 @@ needed)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # the DRAM level of a real timeloop-mapper.map.txt (gemmini-64k-16k, 512x2560x576)
 MAP_TXT = """
@@ -27,14 +22,8 @@ Scratchpad [ Weights:10240 (10240) Inputs:40960 (40960) ]
 
 
 @pytest.fixture(scope="module")
-def ref():
-    spec = importlib.util.spec_from_file_location(
-        "timeloop_reference",
-        ROOT / "experiments" / "cost_model_validation" / "timeloop_reference.py",
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def ref(experiment):
+    return experiment("cost_model_validation/timeloop_reference.py")
 
 
 def test_dram_loops_reads_trips_and_the_innermost_loop(ref):

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def mod():
-    spec = importlib.util.spec_from_file_location(
-        "verify_picks", ROOT / "experiments" / "verify_picks.py"
-    )
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
+def mod(experiment):
+    return experiment("verify_picks.py")
 
 
 def test_picks_agree_with_the_cli_and_a_wrong_one_is_flagged(mod, tiny_checkpoint, tmp_path):
