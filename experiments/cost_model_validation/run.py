@@ -378,7 +378,7 @@ def buffer_split() -> list[dict]:
                             "sp_kib": cfg.sp_kib,
                             "acc_kib": cfg.acc_kib,
                             # transformer.c's softmax and LayerNorm rows fit (section 4)
-                            "can_run": bool(norm_capacity(L, a.d_model, cfg)[0] == 0),
+                            "can_run": k.violation == 0,
                             "backbone_cycles": k.backbone_latency_cycles,
                             "backbone_energy_pJ": k.backbone_energy_pJ,
                             "backbone_edp": k.backbone_edp,

@@ -41,7 +41,6 @@ from cosearch.evo.pareto import (  # noqa: E402
 )
 from cosearch.evo.problem import Evaluation  # noqa: E402
 from cosearch.evo.runner import SearchOptions, make_coster  # noqa: E402
-from cosearch.hw.cost_model import norm_capacity  # noqa: E402
 from cosearch.hw.gemmini import DEFAULT_HW_SPACE, get_hw  # noqa: E402
 from cosearch.runinfo import git_commit, write_json_atomic, write_text_atomic  # noqa: E402
 from cosearch.space import Arch  # noqa: E402
@@ -146,14 +145,14 @@ def heat(pool: dict[Arch, float], preset: str, regime: str, budget: float) -> di
     (ref,) = coster.cost_many([largest], THESIS_HW)
     cells = {}
     for hw in DEFAULT_HW_SPACE.configs():
-        # only the archs whose softmax and LayerNorm rows the config can hold (section 5 of
-        # the cost report): the search's constraint; a config that runs none stays blank
-        runs = [a for a in ok if norm_capacity(config.space.seq_len, a.d_model, hw)[0] == 0]
+        # only the archs whose softmax and LayerNorm rows the config can hold (the costs'
+        # `violation`, the search's constraint); a config that runs none stays blank
+        costs = coster.cost_many(ok, hw)
+        runs = [(a, c) for a, c in zip(ok, costs, strict=True) if c.violation == 0]
         cell = {"sp_kib": hw.sp_kib, "acc_kib": hw.acc_kib, "n_can_run": len(runs)}
         if runs:
-            costs = coster.cost_many(runs, hw)
-            k = int(np.argmin([c.edp for c in costs]))
-            cell.update(edp=costs[k].edp, rel=costs[k].edp / ref.edp, arch=runs[k].short())
+            a, c = min(runs, key=lambda ac: ac[1].edp)
+            cell.update(edp=c.edp, rel=c.edp / ref.edp, arch=a.short())
         else:
             cell.update(edp=float("nan"), rel=float("nan"), arch=None)
         cells[hw.name] = cell

@@ -8,14 +8,14 @@ space and its Gemmini LUTs (lut/paper/), with perplexity replaced by a predictor
 
     log(ppl / ppl_largest) = w · (features(arch) - features(largest))
 
-fitted by least squares on the cpu supernet's measured search perplexities (by default
-the six serving searches on the current supernet, experiments/serving/results/*/
-evaluated.csv; --train-from takes others, e.g. thesis_cpu's seeds once re-run). Features are each dimension's
-relative position in its own space (layers, width, mean heads, mean FFN width, in [0, 1])
-and log of the non-embedding parameter fraction of the space's largest arch, so a paper arch
-is scored as the cpu arch at the same relative position. Perplexities are reported as an
-index, the largest arch = 100, so "+1 ppl" reads as "+1 %". Held-out fit quality (R²,
-Spearman) on cpu archs is written to results/predictor.json.
+fitted by least squares on the cpu supernet's measured search perplexities (by default the
+six serving searches on the current supernet, experiments/serving/results/*/evaluated.csv;
+--train-from takes others, e.g. thesis_cpu's seeds once re-run). Features are each
+dimension's relative position in its own space (layers, width, mean heads, mean FFN width,
+in [0, 1]) and log of the non-embedding parameter fraction of the space's largest arch, so a
+paper arch is scored as the cpu arch at the same relative position. Perplexities are
+reported as an index, the largest arch = 100, so "+1 ppl" reads as "+1 %". Held-out fit
+quality (R², Spearman) on cpu archs is written to results/predictor.json.
 
 Searches (seed 0, 40 x 40, the paper preset's settings): the two thesis configs
 (results/fixed), and the joint buffer search under 320 KiB in both mapping regimes
