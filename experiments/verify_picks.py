@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from cosearch import evaluate
+from cosearch.cli import main_wrapper
 from cosearch.runinfo import git_commit, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def paired_rows(run: Path) -> list[dict]:
     """The paired budget rows with a pick of RUN's pareto.json."""
-    d = json.loads((run / "pareto.json").read_text())
+    path = run / "pareto.json"
+    if not path.is_file():
+        raise SystemExit(f"error: {path} not found; pass run directories of `cosearch.search`")
+    d = json.loads(path.read_text())
     return [
         {**r, "run": str(run)}
         for r in d.get("edp_reduction", [])
@@ -125,4 +129,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_wrapper(main))  # a bad checkpoint or data directory: one line, exit 2
