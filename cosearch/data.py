@@ -146,7 +146,7 @@ def load_corpus(data_dir: str | os.PathLike | None = None) -> Corpus:
     corpus = _build(path)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # two jobs may tokenise at once
         np.savez(
             tmp,
             vocab=np.array(corpus.vocab),

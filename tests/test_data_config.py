@@ -25,6 +25,22 @@ def test_tiny_corpus_loads_with_eos_and_frequency_sorted_vocab(tiny_data):
     assert c.valid.max() < c.vocab_size and c.test.max() < c.vocab_size
 
 
+def test_corpus_disk_cache_round_trips_and_leaves_no_temp_file(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("COSEARCH_CACHE", str(tmp_path / "cache"))
+    load_corpus.cache_clear()
+    try:
+        built = load_corpus(str(tiny_data))
+        files = sorted(p.name for p in (tmp_path / "cache").iterdir())
+        assert len(files) == 1 and files[0].endswith(".npz") and ".tmp" not in files[0]
+        load_corpus.cache_clear()
+        cached = load_corpus(str(tiny_data))  # read back from disk this time
+        assert cached.vocab == built.vocab
+        for split in ("train", "valid", "test"):
+            np.testing.assert_array_equal(getattr(cached, split), getattr(built, split))
+    finally:
+        load_corpus.cache_clear()
+
+
 def test_train_batches_are_deterministic_windows(tiny_data):
     c = load_corpus(str(tiny_data))
     x1, y1 = train_batch(c.train, 4, 16, seed=3, step=7)
