@@ -1,6 +1,6 @@
 """Bring a finished study's results from a folder outside the repository into its results/.
 
-    python experiments/land_results.py SRC DST [--history NAME] [--dry-run]
+    python experiments/land_results.py SRC DST [--history NAME] [--only NAME ...] [--dry-run]
 
 A long study runs with OUT outside the work tree (e.g. `OUT=/data/thesis_cpu bash
 experiments/thesis_cpu/run.sh`), where its resumable state survives a fresh checkout.
@@ -11,6 +11,8 @@ path rewritten to DST's in the text files (the commands in each config.json, pat
 Markdown and CSV), so that the committed files name the repository's folder and no path of
 the machine. With --history NAME, DST's current files (all but earlier history-* folders)
 first move to DST/history-NAME, so that a report's old tables keep their files.
+With --only NAME (repeatable), only SRC's top-level entries of those names are copied: a
+study whose first seed has finished can land it while the next seeds still run in SRC.
 """
 
 from __future__ import annotations
@@ -24,24 +26,37 @@ SKIP_DIRS = {"state", "ppl-cache", "__pycache__"}
 TEXT = {".json", ".jsonl", ".md", ".csv", ".txt"}
 
 
-def plan(src: Path, dst: Path) -> list[tuple[Path, Path]]:
-    """(source file, destination file) for every file to copy, in a stable order."""
+def plan(src: Path, dst: Path, only: list[str] | None = None) -> list[tuple[Path, Path]]:
+    """(source file, destination file) for every file to copy, in a stable order; `only`:
+    the top-level names of SRC to take (all when None)."""
     out = []
     for f in sorted(src.rglob("*")):
         rel = f.relative_to(src)
+        if only is not None and rel.parts[0] not in only:
+            continue
         if f.is_file() and not SKIP_DIRS & set(rel.parts[:-1]):
             out.append((f, dst / rel))
     return out
 
 
-def land(src: Path, dst: Path, history: str | None = None, dry_run: bool = False) -> list[Path]:
+def land(
+    src: Path,
+    dst: Path,
+    history: str | None = None,
+    dry_run: bool = False,
+    only: list[str] | None = None,
+) -> list[Path]:
     """Copy `src` into `dst` (see the module's docstring); returns the files written."""
     src, dst = src.resolve(), dst.resolve()
     if not src.is_dir():
         raise SystemExit(f"error: {src} is not a folder; pass the study's OUT folder as SRC")
     if dst == src or src in dst.parents or dst in src.parents:
         raise SystemExit(f"error: SRC {src} and DST {dst} overlap; pass two separate folders")
-    files = plan(src, dst)
+    if only is not None:
+        missing = [n for n in only if not (src / n).exists()]
+        if missing:
+            raise SystemExit(f"error: --only {missing[0]}: no such entry in {src}; list it with ls")
+    files = plan(src, dst, only)
     if not files:
         raise SystemExit(f"error: nothing to copy under {src} (only state/ or ppl-cache/?)")
     if dry_run:
@@ -81,9 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("src", type=Path, help="the study's OUT folder (outside the repository)")
     p.add_argument("dst", type=Path, help="the study's results/ folder in the repository")
     p.add_argument("--history", help="move DST's current files to DST/history-NAME first")
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="copy only this top-level entry of SRC (repeatable; default: all)",
+    )
     p.add_argument("--dry-run", action="store_true", help="list what would be written")
     a = p.parse_args(argv)
-    written = land(a.src, a.dst, a.history, a.dry_run)
+    written = land(a.src, a.dst, a.history, a.dry_run, a.only)
     for f in written:
         print(f)
     print(f"{'would write' if a.dry_run else 'wrote'} {len(written)} files", file=sys.stderr)

@@ -61,3 +61,18 @@ def test_land_refuses_what_it_cannot_do(mod, tmp_path):
     _study(tmp_path / "s")
     listed = mod.land(tmp_path / "s", tmp_path / "d", dry_run=True)
     assert len(listed) == 3 and not (tmp_path / "d").exists()
+
+
+def test_land_only_takes_the_named_entries(mod, tmp_path):
+    src, dst = tmp_path / "out", tmp_path / "results"
+    _study(src)
+    (src / "seed1" / "state").mkdir(parents=True)  # a seed still running
+    (src / "seed1" / "evaluated.csv").write_text("arch\n")
+    written = mod.land(src, dst, only=["seed0"])
+    assert sorted(p.relative_to(dst).as_posix() for p in written) == [
+        "seed0/config.json",
+        "seed0/fronts.png",
+    ]
+    assert not (dst / "seed1").exists() and not (dst / "table.md").exists()
+    with pytest.raises(SystemExit, match="--only seed7: no such entry"):
+        mod.land(src, dst, only=["seed7"])
