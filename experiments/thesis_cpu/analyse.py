@@ -123,33 +123,60 @@ def plot_fronts(runs: dict[int, dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     np.atleast_1d(axes)[0].set_ylabel("validation perplexity (re-evaluated)")
     np.atleast_1d(axes)[0].legend(fontsize=8)
-    fig.suptitle(f"thesis_cpu: Pareto fronts of {len(runs)} search seeds (cpu preset)")
+    seeds = f"{len(runs)} search seed" + ("s" if len(runs) != 1 else "")
+    fig.suptitle(f"thesis_cpu: Pareto fronts of {seeds} (cpu preset)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_curves(runs: dict[int, dict], path: Path) -> dict:
+def plot_curves(runs: dict[int, dict], rows: list[dict], path: Path) -> dict:
+    """The front's reduction curve against the supernet's largest (point estimates on the
+    re-evaluated tokens, unpaired) with the paired decisions of `rows` on top (markers at
+    each budget's allowance, error bars: their 95 % interval), one colour per config."""
     hws = list(next(iter(runs.values()))["fronts_by_hw"])
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 4.8))
     saved = {}
+    n = len(runs)
     for hw in hws:
         c = curve(runs, hw, "supernet largest")
         x = CURVE_BUDGETS * 100
         with warnings.catch_warnings():  # budgets where no seed has a member: NaN, unplotted
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, lo, hi = (f(c, axis=0) for f in (np.nanmean, np.nanmin, np.nanmax))
-        ax.plot(x, mean, label=f"{hw} ({len(c)} seeds)")
-        ax.fill_between(x, lo, hi, alpha=0.2)
+        (line,) = ax.plot(x, mean, lw=1, alpha=0.7, label=f"{hw}: front point estimates")
+        ax.fill_between(x, lo, hi, alpha=0.15, color=line.get_color())
         saved[hw] = {"budget_pct": x.tolist(), "per_seed": np.where(np.isnan(c), None, c).tolist()}
+        paired = [
+            r
+            for r in rows
+            if r["hw"] == hw and r["baseline"] == "supernet largest" and r["reduction"] is not None
+        ]
+        if paired:
+            px = np.array([100 * r["budget_ppl"] / r["baseline_ppl"] for r in paired])
+            py = np.array([r["reduction"] for r in paired])
+            ci = np.array([r["reduction_ci"] or [r["reduction"]] * 2 for r in paired])
+            ax.errorbar(
+                px,
+                py,
+                yerr=[py - ci[:, 0], ci[:, 1] - py],
+                fmt="o",
+                ms=6,
+                capsize=3,
+                color=line.get_color(),
+                label=f"{hw}: paired pick, whole split (95 % CI)",
+            )
     ax.axhline(1.0, color="k", lw=0.5)
     ax.set_xlabel("perplexity budget over the supernet's largest arch (%)")
     ax.set_ylabel("EDP reduction vs the largest arch (×)")
+    seeds = f"{n} search seed" + ("s" if n != 1 else "")
     ax.set_title(
-        "thesis_cpu: EDP reduction vs perplexity budget, front point estimates\n"
-        "(re-evaluated tokens, not paired; line: mean, band: min–max over seeds)"
+        f"thesis_cpu: EDP reduction vs perplexity budget ({seeds})\n"
+        "lines: front on the re-evaluated tokens, unpaired (band: min–max over seeds);\n"
+        "markers: the budget decisions, paired on the whole split",
+        fontsize=9,
     )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -157,10 +184,10 @@ def plot_curves(runs: dict[int, dict], path: Path) -> dict:
     return saved
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("results", type=Path, help="the study's results directory")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     runs = load_runs(args.results)
     rows = table_rows(runs)
 
@@ -179,7 +206,7 @@ def main() -> None:
         for seed, d in runs.items()
     }
     times = {seed: d["time"] for seed, d in runs.items()}
-    curves = plot_curves(runs, args.results / "reduction_vs_budget.png")
+    curves = plot_curves(runs, rows, args.results / "reduction_vs_budget.png")
     plot_fronts(runs, args.results / "fronts.png")
     first = next(iter(runs.values()))
 
