@@ -340,3 +340,26 @@ def test_decode_case_whose_planned_cache_reaches_the_limit_is_out_of_memory():
     assert wall_kind({"status": "skipped", "reason": reason}) == "memory"
     assert _skip_reason({**meta, "kv_cache_mb": 1000.0}, [], opts) is None
     assert _skip_reason({**meta, "kv_cache_mb": 1e6}, [], SweepOptions(mem_limit_gb=None)) is None
+
+
+def test_timed_runs_release_the_previous_outputs_before_each_call():
+    """Peak memory is one forward's: the previous call's outputs (the L x vocab
+    log-probabilities at long lengths) must not stay alive during the next call."""
+    import weakref
+
+    from cosearch.wall import protocol
+
+    alive_during_call = []
+    last = {}
+
+    def compiled(x):
+        ref = last.get("ref")
+        alive_during_call.append(ref is not None and ref() is not None)
+        out = np.ones(4) * x
+        last["ref"] = weakref.ref(out)
+        return out
+
+    res, args, times = protocol._timed_runs(compiled, (2.0,), "prefill", 3)
+    assert alive_during_call == [False, False, False]
+    assert len(times) == 3 and all(t >= 0 for t in times)
+    assert args == (2.0,) and float(res.sum()) == 8.0

@@ -168,15 +168,10 @@ def measure(case: Case, out: Path) -> dict:
     # Warm-up, then the timed runs; the peak-RSS mark is reset so it covers the runs.
     reset = _reset_peak_rss()
     t = time.perf_counter()
-    for _ in range(case.warmup):
-        res, args = _call(compiled, args, case.scenario)
+    _, args, _ = _timed_runs(compiled, args, case.scenario, case.warmup)
     rec.update(stage="warm", warmup_s=time.perf_counter() - t)
     _write(out, rec)
-    times = []
-    for _ in range(case.runs):
-        t = time.perf_counter()
-        res, args = _call(compiled, args, case.scenario)
-        times.append(time.perf_counter() - t)
+    res, args, times = _timed_runs(compiled, args, case.scenario, case.runs)
     prob_sum = float(sum(jnp.exp(b[0, -1]).sum() for b in res))
     med = statistics.median(times)
     q = statistics.quantiles(times, n=4) if len(times) >= 2 else [med, med, med]
@@ -259,6 +254,20 @@ def _decode_program(case: Case, model, sub):
         "rss_cache_mb": _rss_mb(),
     }
     return steps, (sub, cache, tokens), case.batch * case.steps, extra
+
+
+def _timed_runs(compiled, args: tuple, scenario: str, n: int):
+    """`n` calls of `compiled`, each timed; returns (the last outputs, the arguments of the
+    next call, the times). Each call's outputs are released before the next call starts,
+    so that the peak memory is one forward's, not two (the L x vocab log-probabilities of
+    the previous call would otherwise stay alive during the next)."""
+    res, times = None, []
+    for _ in range(n):
+        res = None  # drop the previous outputs before computing the next ones
+        t = time.perf_counter()
+        res, args = _call(compiled, args, scenario)
+        times.append(time.perf_counter() - t)
+    return res, args, times
 
 
 def _call(compiled, args: tuple, scenario: str):
