@@ -109,10 +109,23 @@ def verify(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, help="run directories with pareto.json")
-    p.add_argument("--checkpoint", default="checkpoints/supernet-cpu")
-    p.add_argument("--baseline-checkpoint", default="checkpoints/scratch-cpu")
+    p.add_argument(
+        "--checkpoint",
+        default="checkpoints/supernet-cpu",
+        help="the supernet the runs searched (default: %(default)s)",
+    )
+    p.add_argument(
+        "--baseline-checkpoint",
+        default="checkpoints/scratch-cpu",
+        help="the from-scratch baseline (default: %(default)s)",
+    )
     p.add_argument("--data-dir", default=None, help="WikiText-2 (default: $COSEARCH_DATA)")
-    p.add_argument("--tol", type=float, default=1e-3, help="allowed |Δ difference| in ppl")
+    p.add_argument(
+        "--tol",
+        type=float,
+        default=1e-3,
+        help="allowed |Δ difference| in ppl (default: %(default)s)",
+    )
     p.add_argument("--out", type=Path, help="default: RUNS[0]/../verify_picks.json")
     a = p.parse_args(argv)
     res = verify(a.runs, a.checkpoint, a.baseline_checkpoint, a.data_dir, a.tol)
