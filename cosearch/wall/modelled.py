@@ -55,7 +55,13 @@ def modelled_rows(
                 try:
                     c = lut.cost(m.arch, hw)
                     src = lut.sources().get(hw, "")
-                    backend = "analytical" if src.startswith("analytical") else "lut"
+                    backend = (
+                        "analytical"
+                        if src.startswith("analytical")
+                        else "timeloop"
+                        if "timeloop" in Path(src).parts
+                        else "lut"
+                    )
                 except KeyError:  # some shape at this length is not in the LUT
                     c, backend = analytical.cost(m.arch, hw), "analytical"
                 att_c = sum(c.breakdown.get(k, (0.0, 0.0))[0] for k in ATTENTION_KINDS)

@@ -417,7 +417,12 @@ def markdown(records: list[dict], run: dict, modelled: list[dict]) -> str:
     if modelled:
         lines += [
             "",
-            "## Modelled view on Gemmini (cost model; end to end incl. a dense LM head)",
+            "## Modelled view on Gemmini (end to end, incl. the model's own output layer)",
+            "",
+            "Backend: `timeloop` = a real-Timeloop table row (lut/<preset>/timeloop/), "
+            "`lut` = an analytical table, `analytical` = the model at a length no table has. "
+            "LM head share: the output layer as the model computes it (the adaptive "
+            "softmax's head and tail clusters on `cpu`, a full softmax on `paper`).",
             "",
             "| model | hw | length | backend | latency ms | energy mJ | EDP J*s | "
             "attention share (latency / energy) | LM head share |",
