@@ -71,11 +71,18 @@ def land(
             for p in current:
                 shutil.move(str(p), str(old / p.name))
     written = []
+    outside = str(src.parent) + "/"  # paths of SRC's sibling folders: not rewritten
     for s, d in files:
         d.parent.mkdir(parents=True, exist_ok=True)
         if s.suffix in TEXT:
-            text = s.read_text()
-            d.write_text(text.replace(str(src), _repo_relative(dst)))
+            text = s.read_text().replace(str(src), _repo_relative(dst))
+            d.write_text(text)
+            if outside in text:
+                print(
+                    f"warning: {d} still names a path under {outside} (another run's "
+                    "files?); rewrite it to the repository's copy before committing",
+                    file=sys.stderr,
+                )
         else:
             shutil.copy2(s, d)
         written.append(d)

@@ -76,3 +76,16 @@ def test_land_only_takes_the_named_entries(mod, tmp_path):
     assert not (dst / "seed1").exists() and not (dst / "table.md").exists()
     with pytest.raises(SystemExit, match="--only seed7: no such entry"):
         mod.land(src, dst, only=["seed7"])
+
+
+def test_land_warns_of_paths_to_other_runs_it_cannot_rewrite(mod, tmp_path, capsys):
+    src, dst = tmp_path / "out" / "walls", tmp_path / "results"
+    src.mkdir(parents=True)
+    other = tmp_path / "out" / "thesis" / "seed0" / "pareto.json"
+    (src / "run.json").write_text(json.dumps({"archs": f"pareto:{other}", "out": str(src)}))
+    mod.land(src, dst)
+    assert "still names a path under" in capsys.readouterr().err
+    assert json.loads((dst / "run.json").read_text())["out"] == str(dst)
+    (src / "run.json").write_text(json.dumps({"out": str(src)}))
+    mod.land(src, tmp_path / "results3")
+    assert "warning" not in capsys.readouterr().err
