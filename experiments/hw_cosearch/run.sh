@@ -5,7 +5,8 @@
 # two fixed thesis configs in the gemmini-tiler regime, the
 # comparison with the fixed-config fronts (optimal regime: experiments/thesis_cpu seed 0) and
 # the heat map of the best arch's EDP at every (scratchpad, accumulator) point.
-# Needs COSEARCH_DATA and the committed cpu supernet. Each search resumes if interrupted.
+# Needs COSEARCH_DATA and the committed cpu supernet. Each search resumes if interrupted; a
+# search already landed in OUT (pareto.json without state/) is kept, not run again.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # Costs from the analytical Gemmini model for every shape (BACKEND=auto would take the
@@ -23,6 +24,11 @@ PPL_CACHE=${PPL_CACHE:-$OUT/ppl-cache}
 search() {
   local dir=$1 regime=$2 hw=$3
   shift 3
+  # a finished search brought into the repository (land_results.py: pareto.json, no state/)
+  if [[ -f $dir/pareto.json && ! -d $dir/state ]]; then
+    echo "$dir: finished results (no state/ to resume); skipped" >&2
+    return 0
+  fi
   local resume=()
   [[ -d $dir/state ]] && resume=(--resume)
   python -m cosearch.search --checkpoint checkpoints/supernet-cpu \

@@ -2,7 +2,9 @@
 # thesis_cpu: the thesis's study on the cpu preset (see report.md). Three NSGA-II seeds, each
 # searching gemmini-64k-256k and gemmini-256k-64k (the thesis's config and Gemmini's default)
 # over the committed cpu supernet, with the committed from-scratch largest model as baseline,
-# then the seed table and plots. Needs COSEARCH_DATA. Each seed resumes if interrupted.
+# then the seed table and plots. Needs COSEARCH_DATA. Each seed resumes if interrupted; a
+# seed already landed in OUT (pareto.json without state/) is kept, so on a new machine
+# `bash experiments/thesis_cpu/run.sh` runs only the seeds not yet in results/.
 # The seeds share one perplexity cache (results/ppl-cache/, not committed): an arch scored
 # by one seed is not scored again by the next (same numbers, less time).
 # To retrain both models first (about 40 min here):
@@ -23,6 +25,11 @@ SCRATCH=${SCRATCH:-checkpoints/scratch-cpu}
 OUT=${OUT:-experiments/thesis_cpu/results}
 for seed in ${SEEDS:-0 1 2}; do
   dir=$OUT/seed$seed
+  # a finished seed brought into the repository (land_results.py: pareto.json, no state/)
+  if [[ -f $dir/pareto.json && ! -d $dir/state ]]; then
+    echo "seed $seed: finished results in $dir (no state/ to resume); skipped" >&2
+    continue
+  fi
   resume=()
   [[ -d $dir/state ]] && resume=(--resume)
   python -m cosearch.search --checkpoint "$SUPERNET" --baseline-checkpoint "$SCRATCH" \
