@@ -25,8 +25,6 @@ from cosearch import evaluate
 from cosearch.cli import main_wrapper
 from cosearch.runinfo import git_commit, write_json_atomic
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def paired_rows(run: Path) -> list[dict]:
     """The paired budget rows with a pick of RUN's pareto.json."""

@@ -4,14 +4,12 @@ entries of summary.json that the README's numbers come from, and the plots."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cosearch.evo.runner as runner
 from cosearch.evo.budgets import BUDGETS
 from cosearch.evo.toys import ToyCoster
 from cosearch.search import main as search
 
-DATA = Path(__file__).parent / "data" / "tiny_corpus"
 ENTRY_KEYS = {
     "reduction",
     "reduction_ci",
@@ -26,7 +24,7 @@ ENTRY_KEYS = {
 
 
 def test_two_seeds_make_one_entry_per_hw_baseline_and_budget(
-    experiment, tiny_checkpoint, tmp_path, monkeypatch, capsys
+    experiment, tiny_checkpoint, tiny_data, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.setattr(runner, "make_coster", lambda config, opts: ToyCoster(config.space))
     results = tmp_path / "results"
@@ -37,7 +35,7 @@ def test_two_seeds_make_one_entry_per_hw_baseline_and_budget(
             "--baseline-checkpoint",
             str(tiny_checkpoint),
             "--data-dir",
-            str(DATA),
+            str(tiny_data),
             "--hw",
             "gemmini-64k-256k,gemmini-256k-64k",
             "--seed",
