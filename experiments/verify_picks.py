@@ -9,7 +9,7 @@ evaluation CLI (`cosearch.evaluate`: the same windows, its own cache beside the 
 and compares each pick's Δppl with the baseline, as the CLI gives it, against the run's
 `delta_ppl_full` (paired rows of `edp_reduction` in each RUN's pareto.json). Writes
 `verify_picks.json` (per row: expected, got, difference, ok) next to the first RUN unless
---out, and exits 1 if any row differs by more than `--tol` ppl.
+--out, and exits 1 if any row differs by more than `--tol` ppl (2: bad input, with one error line).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cosearch import evaluate
 from cosearch.cli import main_wrapper
+from cosearch.errors import UserError
 from cosearch.runinfo import git_commit, write_json_atomic
 
 
@@ -30,7 +31,7 @@ def paired_rows(run: Path) -> list[dict]:
     """The paired budget rows with a pick of RUN's pareto.json."""
     path = run / "pareto.json"
     if not path.is_file():
-        raise SystemExit(f"error: {path} not found; pass run directories of `cosearch.search`")
+        raise UserError(f"{path} not found; pass run directories of `cosearch.search`")
     d = json.loads(path.read_text())
     return [
         {**r, "run": str(run)}
@@ -57,8 +58,8 @@ def verify(
 ) -> dict:
     rows = [r for run in runs for r in paired_rows(run)]
     if not rows:
-        raise SystemExit(
-            f"error: no paired budget rows with a pick in {', '.join(map(str, runs))}; "
+        raise UserError(
+            f"no paired budget rows with a pick in {', '.join(map(str, runs))}; "
             "pass runs of `cosearch.search` made with the final re-evaluation on"
         )
     out = []
@@ -69,7 +70,7 @@ def verify(
         base = {"supernet largest": next(iter(got.values()))}
         if any(r["baseline"] == "from scratch" for r in sel):
             if baseline_checkpoint is None:
-                raise SystemExit("error: from-scratch rows need --baseline-checkpoint DIR")
+                raise UserError("from-scratch rows need --baseline-checkpoint DIR")
             base["from scratch"] = next(
                 iter(_scores(baseline_checkpoint, ["largest"], tokens, data_dir).values())
             )

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from cosearch.errors import UserError
+
 
 @pytest.fixture(scope="module")
 def mod(experiment):
@@ -39,8 +41,10 @@ def test_picks_agree_with_the_cli_and_a_wrong_one_is_flagged(mod, tiny_checkpoin
     assert res["rows"][0]["difference"] < 1e-6 and not res["all_ok"]
     assert mod.main([str(run), "--checkpoint", str(tiny_checkpoint)]) == 1
     assert json.loads((tmp_path / "verify_picks.json").read_text())["rows"][1]["ok"] is False
-    with pytest.raises(SystemExit, match="--baseline-checkpoint"):
+    with pytest.raises(UserError, match="--baseline-checkpoint"):
         (run / "pareto.json").write_text(
             json.dumps({"edp_reduction": [{**rows[0], "baseline": "from scratch"}]})
         )
         mod.verify([run], str(tiny_checkpoint), None)
+    # bad input is exit code 2 with one line, not 1 (which means "a pick differs")
+    assert mod.main_wrapper(mod.main, [str(tmp_path / "nowhere")]) == 2
