@@ -1,0 +1,52 @@
+"""experiments/hw_cosearch/analyse.py's joint-vs-fixed verdicts on made-up budget rows."""
+
+from __future__ import annotations
+
+HW = "gemmini-128k-16k"
+
+
+def _row(baseline, budget, reduction, ci, hw=HW, arch="L1-x"):
+    return {
+        "baseline": baseline,
+        "hw": hw,
+        "budget": budget,
+        "budget_ppl": 1.0,
+        "method": "paired, re-evaluated on the final split",
+        "reduction": reduction,
+        "reduction_ci": ci,
+        "arch": arch if reduction is not None else None,
+        "pick_hw": hw if reduction is not None else None,
+        "delta_ppl_full": 0.5 if reduction is not None else None,
+        "delta_ppl_se": 0.1 if reduction is not None else None,
+    }
+
+
+def test_verdicts_per_baseline_take_the_intervals_into_account(experiment):
+    a = experiment("hw_cosearch/analyse.py")
+    # (joint, fixed) per budget, against the supernet's largest on HW
+    cases = {
+        "+0.1 ppl": ((None, None), (None, None)),
+        "+1 ppl": ((1.00, [1.0, 1.4]), (1.39, [1.33, 1.54])),  # overlapping intervals
+        "+0.1 %": ((1.005, [1.0, 1.01]), (1.0, [1.0, 1.0])),  # within 1 %
+        "+1 %": ((2.0, [1.9, 2.1]), (1.5, [1.4, 1.6])),  # disjoint: a real joint gain
+        "+2 %": ((1.5, [1.4, 1.6]), (2.0, [1.9, 2.1])),  # disjoint: the fixed one wins
+        "+5 %": ((None, None), (3.0, [2.9, 3.1])),
+    }
+    joint = {"edp_reduction": [], "hw": "search"}
+    fixed = {"edp_reduction": [], "hw": HW}
+    for budget, ((rj, cj), (rf, cf)) in cases.items():
+        joint["edp_reduction"].append(_row("supernet largest", budget, rj, cj))
+        fixed["edp_reduction"].append(_row("supernet largest", budget, rf, cf))
+        # rows of another baseline and another hw must not be mixed in
+        joint["edp_reduction"].append(_row("from scratch", budget, 9.0, [9.0, 9.0]))
+        joint["edp_reduction"].append(_row("supernet largest", budget, 9.0, [9, 9], hw="x"))
+    got = {c["budget"]: c for c in a.joint_vs_fixed(joint, fixed, HW, "supernet largest")}
+    assert got["+0.1 ppl"]["verdict"] == "nothing within budget"
+    assert got["+1 ppl"]["verdict"].startswith("fixed higher by 1.390×, within the intervals")
+    assert got["+0.1 %"]["verdict"].startswith("hardware-only")
+    assert got["+1 %"]["verdict"] == "joint gain 1.333×"
+    assert got["+2 %"]["verdict"].startswith("the fixed search does better")
+    assert got["+5 %"]["verdict"].startswith("only the fixed search picks")
+    assert {c["baseline"] for c in got.values()} == {"supernet largest"}
+    # the from-scratch rows exist only in the joint run: no row to compare
+    assert a.joint_vs_fixed(joint, fixed, HW, "from scratch") == []
