@@ -50,3 +50,26 @@ def test_verdicts_per_baseline_take_the_intervals_into_account(experiment):
     assert {c["baseline"] for c in got.values()} == {"supernet largest"}
     # the from-scratch rows exist only in the joint run: no row to compare
     assert a.joint_vs_fixed(joint, fixed, HW, "from scratch") == []
+
+
+def test_paired_decisions_rescale_to_one_reference_config(experiment):
+    """A pick's reduction against the largest arch on another config: EDP ratio to the new
+    reference, its interval scaled by the ratio of the two baselines' EDPs."""
+    a = experiment("hw_cosearch/analyse.py")
+    row = {
+        **_row("supernet largest", "+1 %", 2.0, [1.5, 2.5]),
+        "baseline_edp": 4.0,
+        "edp": 2.0,
+    }
+    none = {**_row("supernet largest", "+1 %", None, None), "baseline_edp": 4.0, "edp": None}
+    got = a.paired_on({"edp_reduction": [row]}, "supernet largest", "+1 %", ref_edp=8.0)
+    assert got["reduction"] == 4.0 and got["reduction_ci"] == [3.0, 5.0]
+    assert got["arch"] == "L1-x" and got["delta_ppl_se"] == 0.1
+    # a joint search: the lowest-EDP pick over its baseline configs; no pick stays None
+    joint = {"edp_reduction": [none, row]}
+    assert a.paired_on(joint, "supernet largest", "+1 %", 8.0)["reduction"] == 4.0
+    assert (
+        a.paired_on({"edp_reduction": [none]}, "supernet largest", "+1 %", 8.0)["reduction"] is None
+    )
+    assert a.paired_on(joint, "from scratch", "+1 %", 8.0) is None
+    assert a.paired_on(joint, "supernet largest", "+1 %", 8.0, hw="other") is None
