@@ -223,14 +223,18 @@ def firesim_comparison() -> dict | None:
 def model_changes() -> list[dict]:
     """Per preset, arch, regime and thesis/stock config: the output layer the model
     computes vs a dense vocab head, the causal mask and its triangular option, and the
-    share of LayerNorm and residual passes."""
+    share of LayerNorm and residual passes, all from the analytical model (backend
+    'analytical': the default 'auto' would take the thesis configs' real-Timeloop rows for
+    the cpu shapes they cover and the model for the rest)."""
     out = []
     for preset, L in (("cpu", 128), ("paper", 512)):
         sp = PRESETS[preset]
         for regime in ("optimal", "gemmini-tiler"):
-            base = Coster(sp, seq_len=L, regime=regime)
-            dense = Coster(sp, seq_len=L, regime=regime, output=OutputLayer(sp.vocab))
-            tri = Coster(sp, seq_len=L, regime=regime, causal="triangular")
+            base = Coster(sp, seq_len=L, regime=regime, backend="analytical")
+            dense = Coster(
+                sp, seq_len=L, regime=regime, backend="analytical", output=OutputLayer(sp.vocab)
+            )
+            tri = Coster(sp, seq_len=L, regime=regime, backend="analytical", causal="triangular")
             for which, a in (("largest", sp.largest()), ("smallest", sp.smallest())):
                 for hw in (THESIS, STOCK):
                     k, d, t = base.cost(a, hw), dense.cost(a, hw), tri.cost(a, hw)
@@ -327,7 +331,7 @@ def arch_edp() -> list[dict]:
     out = []
     for L in (128, 512):
         for regime in ("optimal", "gemmini-tiler"):
-            c = Coster(sp, seq_len=L, regime=regime)
+            c = Coster(sp, seq_len=L, regime=regime, backend="analytical")
             for which, a in (("largest", sp.largest()), ("smallest", sp.smallest())):
                 for hw in (THESIS, STOCK):
                     k = c.cost(a, hw)
@@ -360,7 +364,7 @@ def buffer_split() -> list[dict]:
     out = []
     for L in (128, 512):
         for regime in ("optimal", "gemmini-tiler"):
-            c = Coster(sp, seq_len=L, regime=regime)
+            c = Coster(sp, seq_len=L, regime=regime, backend="analytical")
             for which, a in (("largest", sp.largest()), ("median", mid)):
                 for cfg in DEFAULT_HW_SPACE.configs():
                     k = c.cost(a, cfg)
