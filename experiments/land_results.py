@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 
 SKIP_DIRS = {"state", "ppl-cache", "__pycache__"}
+# a perplexity cache kept in a run's own folder (cosearch.supernet.score_cache): not results
+SKIP_FILES = {"ppl_cache.json", "ppl_cache.jsonl"}
 TEXT = {".json", ".jsonl", ".md", ".csv", ".txt"}
 
 
@@ -34,7 +36,7 @@ def plan(src: Path, dst: Path, only: list[str] | None = None) -> list[tuple[Path
         rel = f.relative_to(src)
         if only is not None and rel.parts[0] not in only:
             continue
-        if f.is_file() and not SKIP_DIRS & set(rel.parts[:-1]):
+        if f.is_file() and not SKIP_DIRS & set(rel.parts[:-1]) and f.name not in SKIP_FILES:
             out.append((f, dst / rel))
     return out
 

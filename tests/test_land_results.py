@@ -20,6 +20,7 @@ def _study(src: Path) -> None:
     (src / "seed0" / "config.json").write_text(json.dumps({"command": cmd}))
     (src / "seed0" / "state" / "gemmini.json").write_text("{}")
     (src / "ppl-cache" / "ppl_cache.json").write_text("{}")
+    (src / "seed0" / "ppl_cache.jsonl").write_text("")  # a cache kept in the run's own folder
     (src / "seed0" / "fronts.png").write_bytes(b"\x89PNG" + str(src).encode())
     (src / "table.md").write_text(f"from {src}/seed0\n")
 

@@ -184,39 +184,36 @@ def test_corrupt_checkpoint_is_reported(tiny_config, tmp_path, caplog):
 def test_evaluator_caches_and_from_scratch(tiny_config, tiny_checkpoint, tmp_path):
     cache = tmp_path / "cache"  # its own file: other tests score on this checkpoint too
     ev = load_evaluator(tiny_checkpoint, cache_dir=cache)
-    ev.save_every_s = 1e9  # no timed writes (a loaded machine may take 30 s per score)
     space = ev.space
     p1 = ev.perplexity(space.largest(), "valid")
     assert 1 < p1 < 500  # a few steps from init: finite, above 1
     assert ev.perplexity(space.largest(), "valid") == p1
-    assert (cache / "ppl_cache.json").is_file()
-    assert ev.perplexity(space.smallest(), "test", max_tokens=40) > 1
-    # cheap scores soon after a write wait for the next one (the file is large in a study)
-    key = ev._key(space.smallest(), "test", 40)
-    assert key not in json.loads((cache / "ppl_cache.json").read_text())
-    ev.flush_cache()
-    assert key in json.loads((cache / "ppl_cache.json").read_text())
-    # two processes on one checkpoint: each save keeps the other's entries
+    # every score is on disk as soon as it is made: a new process reads it, not re-scores
     other = load_evaluator(tiny_checkpoint, cache_dir=cache)
+    assert other.has_windows(space.largest(), "valid")
+    assert other.perplexity(space.largest(), "valid") == p1
+    # two processes on one folder: each sees what the other scored meanwhile
     ev.perplexity(space.smallest(), "valid", max_tokens=24)
-    other.perplexity(space.largest(), "test", max_tokens=24)
-    ev.flush_cache()
-    other.flush_cache()
-    saved = json.loads((cache / "ppl_cache.json").read_text())
-    assert {ev._key(space.smallest(), "valid", 24), ev._key(space.largest(), "test", 24)} <= set(
-        saved
-    )
-    # a long score another process saved meanwhile is taken from the file, not recomputed
-    ev.flush_cache()
-    other.perplexity(space.smallest(), "test")  # whole split: a long evaluation
-    other.flush_cache()
     calls = []
-    real = ev._float_windows
-    ev._float_windows = lambda *a: calls.append(a) or real(*a)
-    assert ev.perplexity(space.smallest(), "test") == other.perplexity(space.smallest(), "test")
+    real = other._float_windows
+    other._float_windows = lambda *a: calls.append(a) or real(*a)
+    assert other.perplexity(space.smallest(), "valid", 24) == ev.perplexity(
+        space.smallest(), "valid", 24
+    )
     assert calls == []
-    ev.perplexity(space.largest(), "test", max_tokens=16)  # short scores are not looked up
-    assert len(calls) == 1
+    other.perplexity(space.largest(), "test", max_tokens=24)
+    assert len(calls) == 1 and ev.has_windows(space.largest(), "test", 24) is False
+    mine = []
+    ev_real = ev._float_windows
+    ev._float_windows = lambda *a: mine.append(a) or ev_real(*a)
+    ev.perplexity(space.largest(), "test", max_tokens=24)  # taken from the log, not scored
+    assert mine == [] and ev.has_windows(space.largest(), "test", 24)
+    # save=False keeps a score in memory only
+    ev.perplexity(space.smallest(), "test", max_tokens=16, save=False)
+    assert (
+        load_evaluator(tiny_checkpoint, cache_dir=cache).has_windows(space.smallest(), "test", 16)
+        is False
+    )
     run(tiny_config, tmp_path / "fs", from_scratch=space.smallest())
     fs = load_evaluator(tmp_path / "fs")
     assert fs.perplexity(space.smallest()) > 1
@@ -258,12 +255,12 @@ def test_long_evaluations_use_the_dense_subnet_with_equal_results(tiny_checkpoin
     import cosearch.supernet.evaluate as E
 
     ev = load_evaluator(tiny_checkpoint)
-    ev._cache.clear()
+    ev.scores.clear()
     arch = ev.space.sample(random.Random(9))
     masked = ev.perplexity(arch, "test", save=False)
     monkeypatch.setattr(E, "DENSE_FROM_TOKENS", 1)
     ev2 = load_evaluator(tiny_checkpoint)
-    ev2._cache.clear()
+    ev2.scores.clear()
     dense = ev2.perplexity(arch, "test", save=False)
     assert abs(masked - dense) < 1e-3 * masked
     # the per-arch compile is dropped after the evaluation (it would pile up in a study)

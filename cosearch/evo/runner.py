@@ -208,7 +208,6 @@ def run(
 
         def on_gen(gen: int, row: dict, label: str = label) -> None:
             run_dir.log_generation(label, row, time.perf_counter() - t_start)
-            _flush(evaluator)  # the generation's scores with its state
             if on_generation is not None:
                 on_generation(label, gen, row)
 
@@ -241,30 +240,19 @@ def run(
             f"{fallbacks} GEMM shape(s) missing from the LUTs were costed with the analytical "
             "model (--strict refuses them)"
         )
-    try:
-        return finish(
-            config,
-            run_dir.path,
-            options,
-            problems,
-            histories,
-            evaluator,
-            baseline_evaluator,
-            checkpoint,
-            time.perf_counter() - t_start + run_dir.prior_s,
-            sources,
-            progress,
-        )
-    finally:
-        _flush(evaluator, baseline_evaluator)
-
-
-def _flush(*evaluators) -> None:
-    """Write the scores whose write was deferred (Evaluator.save_every_s); evaluators
-    without a cache file (toys, predictors, None) have nothing to write."""
-    for ev in evaluators:
-        if hasattr(ev, "flush_cache"):
-            ev.flush_cache()
+    return finish(
+        config,
+        run_dir.path,
+        options,
+        problems,
+        histories,
+        evaluator,
+        baseline_evaluator,
+        checkpoint,
+        time.perf_counter() - t_start + run_dir.prior_s,
+        sources,
+        progress,
+    )
 
 
 def _load_evaluator(

@@ -4,17 +4,14 @@ Owns the eval step (word-level NLL summed per evaluation window over fixed-shape
 `evaluate_archs` used during training, and `Evaluator`, which loads a run directory and
 caches per-window NLL sums (`cosearch.stats.Windows`, so that differences between archs are
 paired measurements) by (checkpoint step, split, token budget, arch; for the int8 model of
-`cosearch.supernet.quant` also its recipe) in memory and in `ppl_cache.json`.
+`cosearch.supernet.quant` also its recipe) in memory and in `ppl_cache.jsonl`
+(`cosearch.supernet.score_cache`).
 """
 
 from __future__ import annotations
 
-import atexit
 import hashlib
-import json
 import logging
-import time
-import weakref
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -25,15 +22,14 @@ import numpy as np
 from cosearch import stop
 from cosearch.config import RunConfig
 from cosearch.data import eval_batches, load_corpus, perplexity
-from cosearch.runinfo import write_json_atomic
 from cosearch.space import Arch, SearchSpace
 from cosearch.stats import Windows
 from cosearch.supernet.checkpoint import CheckpointError, read_run_config, restore_params
 from cosearch.supernet.extract import extract
 from cosearch.supernet.model import TransformerLM, arch_masks, gathered_token_nll, make_model
+from cosearch.supernet.score_cache import ScoreCache
 
 log = logging.getLogger(__name__)
-CACHE_FILE = "ppl_cache.json"
 DENSE_FROM_TOKENS = 50_000  # evaluations at least this long use the extracted dense subnet
 
 
@@ -155,22 +151,12 @@ def params_fingerprint(params) -> str:
     return h.hexdigest()[:12]
 
 
-def _flush_at_exit(ref: weakref.ref) -> None:
-    ev = ref()
-    if ev is not None:
-        ev.flush_cache()
-
-
 class Evaluator:
     """Perplexity of subnets of one trained run (supernet or from-scratch).
 
-    Scores are cached in a JSON file beside the run (or in `cache_dir`). The file grows to
-    tens of MB in a study, and writing it costs about a second, more than scoring a subnet
-    on a few thousand tokens; so a new score is written at once only when it took at least
-    `save_every_s` to compute or as much time has passed since the last write; otherwise
-    it waits for the next write, `flush_cache()` or the interpreter's exit."""
-
-    save_every_s: float = 30.0
+    Scores are kept in `scores` (`ScoreCache`): in memory, and each new one appended at
+    once to `ppl_cache.jsonl` beside the run (or in `cache_dir`), where parallel searches
+    sharing the folder see it before they would score it again."""
 
     def __init__(
         self,
@@ -204,36 +190,7 @@ class Evaluator:
         # both at step 2,000) may share one cache file, so the key names the weights
         self.fingerprint = params_fingerprint(self.params)
         self._buckets: dict[tuple[int, int], tuple[TransformerLM, dict]] = {}
-        self._cache_path = Path(cache_dir or self.workdir) / CACHE_FILE
-        self._cache: dict[str, dict] = {}
-        self._dirty = False
-        self._last_save = -float("inf")
-        self._disk_mtime: int | None = None  # the cache file's mtime when last read/written
-        atexit.register(_flush_at_exit, weakref.ref(self))
-        self._cache = self._read_disk()
-
-    def _read_disk(self) -> dict[str, dict]:
-        """The cache file's entries ({} if there is none or it is corrupt)."""
-        try:
-            self._disk_mtime = self._cache_path.stat().st_mtime_ns
-            cached = json.loads(self._cache_path.read_text())
-        except OSError:
-            return {}
-        except json.JSONDecodeError:
-            log.warning("ignoring corrupt %s", self._cache_path)
-            return {}
-        # entries of the first format were bare perplexities: not paired, dropped
-        return {k: v for k, v in cached.items() if isinstance(v, dict)}
-
-    def _refresh(self) -> None:
-        """Take in what other processes (parallel searches sharing the cache) saved since
-        this one last read or wrote the file; a stat when nothing changed."""
-        try:
-            mtime = self._cache_path.stat().st_mtime_ns
-        except OSError:
-            return
-        if mtime != self._disk_mtime:
-            self._cache = {**self._read_disk(), **self._cache}
+        self.scores = ScoreCache(cache_dir or self.workdir)
 
     def _key(self, arch: Arch, split: str, max_tokens: int | None, int8: bool = False) -> str:
         key = f"{self.fingerprint}|{self.step}|{split}|{max_tokens or 0}|{arch.to_json()}"
@@ -247,7 +204,7 @@ class Evaluator:
         self, arch: Arch, split: str = "valid", max_tokens: int | None = None, int8: bool = False
     ) -> bool:
         """Whether `windows` of these arguments is already scored (costs nothing)."""
-        return self._key(arch, split, max_tokens, int8) in self._cache
+        return self._key(arch, split, max_tokens, int8) in self.scores
 
     def perplexity(
         self, arch: Arch, split: str = "valid", max_tokens: int | None = None, *, save: bool = True
@@ -266,7 +223,8 @@ class Evaluator:
     ) -> Windows:
         """Per-window NLL sums of `arch` on `split`; every arch of one (split, max_tokens)
         is scored on the same windows, so differences between archs are paired. `int8`:
-        of the post-training int8 model (`cosearch.supernet.quant`), on the same windows."""
+        of the post-training int8 model (`cosearch.supernet.quant`), on the same windows.
+        `save=False` keeps a new score in memory only."""
         self.space.validate(arch)
         if self.from_scratch is not None and arch != self.from_scratch:
             raise CheckpointError(
@@ -274,19 +232,12 @@ class Evaluator:
                 f"{self.from_scratch.short()}, not a supernet"
             )
         key = self._key(arch, split, max_tokens, int8)
-        if key not in self._cache and (max_tokens is None or max_tokens >= DENSE_FROM_TOKENS):
-            self._refresh()  # a long score (seconds to minutes) another search may have made
-        if key not in self._cache:
-            t = time.monotonic()
+        if key not in self.scores:
+            self.scores.refresh()  # another process (a parallel search) may have scored it
+        if key not in self.scores:
             w = (self._int8_windows if int8 else self._float_windows)(arch, split, max_tokens)
-            self._cache[key] = w.to_dict()
-            self._dirty = True
-            now = time.monotonic()
-            if save and (
-                now - t >= self.save_every_s or now - self._last_save >= self.save_every_s
-            ):
-                self.save_cache()
-        return Windows.from_dict(self._cache[key])
+            self.scores.put(key, w.to_dict(), write=save)
+        return Windows.from_dict(self.scores[key])
 
     def _float_windows(self, arch: Arch, split: str, max_tokens: int | None) -> Windows:
         tokens = self.corpus.split(split)
@@ -352,27 +303,6 @@ class Evaluator:
             "ffn": full["ffn"][:n],
         }
         return model, params, masks
-
-    def save_cache(self) -> None:
-        """Write the cache, merged with what other processes (parallel searches on the
-        same checkpoint) saved meanwhile, so that none of them loses the others' entries."""
-        try:
-            on_disk = json.loads(self._cache_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            on_disk = {}
-        self._cache = {**on_disk, **self._cache}
-        try:
-            write_json_atomic(self._cache_path, self._cache)
-            self._disk_mtime = self._cache_path.stat().st_mtime_ns
-        except OSError as e:  # a read-only checkpoint (e.g. committed) still evaluates
-            log.debug("cannot write %s: %s", self._cache_path, e)
-        self._dirty = False
-        self._last_save = time.monotonic()
-
-    def flush_cache(self) -> None:
-        """Write scores not yet written (see the class docstring)."""
-        if self._dirty:
-            self.save_cache()
 
 
 def load_evaluator(

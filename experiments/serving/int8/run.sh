@@ -8,7 +8,7 @@
 #   COSEARCH_DATA=path/to/wikitext-2 bash experiments/serving/int8/run.sh
 #   CHECKPOINT=runs/supernet-cpu-v2 OUT=experiments/serving/int8/results-v2 bash ...  # new one
 #
-# Finished evaluations are cached in the checkpoint's ppl_cache.json: a rerun after a kill
+# Finished evaluations are cached in the checkpoint's ppl_cache.jsonl: a rerun after a kill
 # repeats only the unfinished arch.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
