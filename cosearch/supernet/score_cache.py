@@ -23,6 +23,11 @@ SNAPSHOT = "ppl_cache.json"  # the earlier format: read if present, never writte
 LOG = "ppl_cache.jsonl"  # one {"key": ..., "value": ...} per line, appended
 
 
+def log_line(key: str, value: dict) -> bytes:
+    """One entry of the log, as appended."""
+    return (json.dumps({"key": key, "value": value}, separators=(",", ":")) + "\n").encode()
+
+
 class ScoreCache:
     """Scores of one folder: in memory, and appended to its log as they are made."""
 
@@ -95,7 +100,7 @@ class ScoreCache:
         return {k: v for k, v in cached.items() if isinstance(v, dict)}
 
     def _append(self, key: str, value: dict) -> None:
-        line = (json.dumps({"key": key, "value": value}, separators=(",", ":")) + "\n").encode()
+        line = log_line(key, value)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)

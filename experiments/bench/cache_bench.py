@@ -28,7 +28,7 @@ from pathlib import Path
 from benchio import machine, print_and_save  # this folder: scripts run from here
 
 from cosearch.runinfo import write_json_atomic
-from cosearch.supernet.score_cache import LOG, ScoreCache
+from cosearch.supernet.score_cache import LOG, ScoreCache, log_line
 
 # (scores, windows per score) of the 128 MB study cache: 2,048 / 20,000 / 60,000 tokens and
 # the whole validation split (217,645 tokens in 1,701 windows)
@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> None:
         snapshot.unlink()
 
         # the same scores as a log (as a study that started with this version has them)
-        with open(folder / LOG, "w") as f:
+        with open(folder / LOG, "wb") as f:
             for k, v in scores.items():
-                f.write(json.dumps({"key": k, "value": v}, separators=(",", ":")) + "\n")
+                f.write(log_line(k, v))
         t = time.perf_counter()
         writer, reader = ScoreCache(folder), ScoreCache(folder)
         res["open_s"] = (time.perf_counter() - t) / 2

@@ -86,6 +86,18 @@ def best_config(d: dict) -> str:
     return max(sorted(count_f), key=count_f.get)
 
 
+def _paired_rows(d: dict, baseline: str, hw: str | None = None) -> list[dict]:
+    """A search's paired budget decisions (pareto.json `edp_reduction`) against `baseline`,
+    on config `hw` (all configs when None)."""
+    return [
+        r
+        for r in d.get("edp_reduction", [])
+        if r.get("method", "").startswith("paired")
+        and r["baseline"] == baseline
+        and (hw is None or r["hw"] == hw)
+    ]
+
+
 def paired_on(
     d: dict, baseline: str, budget: str, ref_edp: float, hw: str | None = None
 ) -> dict | None:
@@ -94,14 +106,7 @@ def paired_on(
     reference config). `hw`: only rows on that config (a fixed search's); None: a joint
     search, whose pick is the same for every baseline config (taken from the row with the
     lowest pick EDP). None when the run has no such row."""
-    rows = [
-        r
-        for r in d.get("edp_reduction", [])
-        if r.get("method", "").startswith("paired")
-        and r["baseline"] == baseline
-        and r["budget"] == budget
-        and (hw is None or r["hw"] == hw)
-    ]
+    rows = [r for r in _paired_rows(d, baseline, hw) if r["budget"] == budget]
     if not rows:
         return None
     r = min(rows, key=lambda r: r["edp"] if r["edp"] is not None else float("inf"))
@@ -131,16 +136,8 @@ def joint_vs_fixed(joint: dict, fixed: dict, hw: str, baseline: str = "from scra
     then only that of choosing `hw`; a difference whose two 95 % intervals overlap is
     reported as within them, not as a gain."""
 
-    def rows(d: dict) -> dict[str, dict]:
-        return {
-            r["budget"]: r
-            for r in d.get("edp_reduction", [])
-            if r.get("method", "").startswith("paired")
-            and r["baseline"] == baseline
-            and r["hw"] == hw
-        }
-
-    j, f = rows(joint), rows(fixed)
+    j = {r["budget"]: r for r in _paired_rows(joint, baseline, hw)}
+    f = {r["budget"]: r for r in _paired_rows(fixed, baseline, hw)}
     out = []
     for label, _, _ in BUDGETS:
         a, b = j.get(label), f.get(label)
