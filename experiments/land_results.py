@@ -1,6 +1,7 @@
 """Bring a finished study's results from a folder outside the repository into its results/.
 
-    python experiments/land_results.py SRC DST [--history NAME] [--only NAME ...] [--dry-run]
+    python experiments/land_results.py SRC DST [--history NAME] [--only NAME ...]
+        [--rewrite FROM=TO ...] [--dry-run]
 
 A long study runs with OUT outside the work tree (e.g. `OUT=/data/thesis_cpu bash
 experiments/thesis_cpu/run.sh`), where its resumable state survives a fresh checkout.
@@ -13,6 +14,9 @@ the machine. With --history NAME, DST's current files (all but earlier history-*
 first move to DST/history-NAME, so that a report's old tables keep their files.
 With --only NAME (repeatable), only SRC's top-level entries of those names are copied: a
 study whose first seed has finished can land it while the next seeds still run in SRC.
+With --rewrite FROM=TO (repeatable), the path FROM is also rewritten to TO in the text files:
+a path outside SRC that the runs name, e.g. a perplexity cache shared with another study
+(`--rewrite /data/thesis_cpu/ppl-cache=experiments/thesis_cpu/results/ppl-cache`).
 """
 
 from __future__ import annotations
@@ -47,8 +51,10 @@ def land(
     history: str | None = None,
     dry_run: bool = False,
     only: list[str] | None = None,
+    rewrite: dict[str, str] | None = None,
 ) -> list[Path]:
-    """Copy `src` into `dst` (see the module's docstring); returns the files written."""
+    """Copy `src` into `dst` (see the module's docstring); returns the files written.
+    `rewrite`: further {path: replacement} applied to the text files, after SRC's own."""
     src, dst = src.resolve(), dst.resolve()
     if not src.is_dir():
         raise SystemExit(f"error: {src} is not a folder; pass the study's OUT folder as SRC")
@@ -78,6 +84,8 @@ def land(
         d.parent.mkdir(parents=True, exist_ok=True)
         if s.suffix in TEXT:
             text = s.read_text().replace(str(src), _repo_relative(dst))
+            for old, new in (rewrite or {}).items():
+                text = text.replace(old, new)
             d.write_text(text)
             if outside in text:
                 print(
@@ -111,9 +119,22 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME",
         help="copy only this top-level entry of SRC (repeatable; default: all)",
     )
+    p.add_argument(
+        "--rewrite",
+        action="append",
+        default=[],
+        metavar="FROM=TO",
+        help="also rewrite the path FROM to TO in the text files (repeatable)",
+    )
     p.add_argument("--dry-run", action="store_true", help="list what would be written")
     a = p.parse_args(argv)
-    written = land(a.src, a.dst, a.history, a.dry_run, a.only)
+    rewrite = {}
+    for r in a.rewrite:
+        old, sep, new = r.partition("=")
+        if not sep or not old or not new:
+            p.error(f"--rewrite {r!r}: give it as FROM=TO, e.g. /data/ppl-cache=results/ppl-cache")
+        rewrite[old.rstrip("/")] = new.rstrip("/")
+    written = land(a.src, a.dst, a.history, a.dry_run, a.only, rewrite)
     for f in written:
         print(f)
     print(f"{'would write' if a.dry_run else 'wrote'} {len(written)} files", file=sys.stderr)

@@ -90,3 +90,17 @@ def test_land_warns_of_paths_to_other_runs_it_cannot_rewrite(mod, tmp_path, caps
     (src / "run.json").write_text(json.dumps({"out": str(src)}))
     mod.land(src, tmp_path / "results3")
     assert "warning" not in capsys.readouterr().err
+
+
+def test_land_rewrites_the_paths_it_is_given(mod, tmp_path, capsys):
+    src, dst = tmp_path / "out" / "hw", tmp_path / "results"
+    src.mkdir(parents=True)
+    cache = tmp_path / "out" / "thesis" / "ppl-cache"
+    (src / "config.json").write_text(json.dumps({"command": f"--ppl-cache {cache} --out {src}"}))
+    mod.land(src, dst, rewrite={str(cache): "experiments/thesis_cpu/results/ppl-cache"})
+    cmd = json.loads((dst / "config.json").read_text())["command"]
+    assert cmd == f"--ppl-cache experiments/thesis_cpu/results/ppl-cache --out {dst}"
+    assert "warning" not in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        mod.main([str(src), str(tmp_path / "r2"), "--rewrite", "no-equals-sign"])
+    assert "give it as FROM=TO" in capsys.readouterr().err
