@@ -79,18 +79,19 @@ def land(
             for p in current:
                 shutil.move(str(p), str(old / p.name))
     written = []
+    replace = {str(src): _repo_relative(dst), **(rewrite or {})}  # SRC's path first
     outside = str(src.parent) + "/"  # paths of SRC's sibling folders: not rewritten
     for s, d in files:
         d.parent.mkdir(parents=True, exist_ok=True)
         if s.suffix in TEXT:
-            text = s.read_text().replace(str(src), _repo_relative(dst))
-            for old, new in (rewrite or {}).items():
+            text = s.read_text()
+            for old, new in replace.items():
                 text = text.replace(old, new)
             d.write_text(text)
             if outside in text:
                 print(
                     f"warning: {d} still names a path under {outside} (another run's "
-                    "files?); rewrite it to the repository's copy before committing",
+                    "files?); pass --rewrite FROM=TO to name the repository's copy",
                     file=sys.stderr,
                 )
         else:

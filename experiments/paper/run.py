@@ -1,6 +1,10 @@
 """paper: the thesis-scale search space on CPU, with a perplexity PREDICTOR (see report.md).
 
-    python experiments/paper/run.py            # about a minute; resumes finished searches
+    python experiments/paper/run.py            # about a minute; resumes interrupted searches
+
+(A search already landed in --out, without its state/, is not run again: pass --out a new
+folder to redo the study, e.g. with another --train-from, and land it with
+experiments/land_results.py --history.)
 
 No GPU was lent, and a paper-scale supernet would take days to train here, so this study
 does NOT measure paper-scale perplexity. It runs the real co-search machinery on the `paper`
