@@ -51,7 +51,7 @@ def test_edp_reduction_and_heterogeneity():
     rows = {r["budget"]: r for r in edp_reductions(front, Baseline("b", "hw", 10.0, 8.0))}
     assert rows["+0.1 ppl"]["reduction"] == pytest.approx(2.0)
     assert rows["+0.1 ppl"]["arch"] == mixed.short()
-    assert rows["+1.0 ppl"]["reduction"] == pytest.approx(8.0)
+    assert rows["+1 ppl"]["reduction"] == pytest.approx(8.0)
     assert rows["+0.1 %"]["reduction"] == pytest.approx(1.0)  # only the baseline itself
     assert rows["+1 %"]["reduction"] == pytest.approx(2.0)
     het = heterogeneity(front)

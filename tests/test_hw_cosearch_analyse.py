@@ -73,3 +73,34 @@ def test_paired_decisions_rescale_to_one_reference_config(experiment):
     )
     assert a.paired_on(joint, "from scratch", "+1 %", 8.0) is None
     assert a.paired_on(joint, "supernet largest", "+1 %", 8.0, hw="other") is None
+
+
+def test_predictor_runs_use_their_front_picks(experiment):
+    """A predictor run has no paired decisions: its front's point-estimate pick per budget
+    (lowest EDP over its configs) stands in, without Δppl or interval; a supernet run's
+    point-estimate rows are never taken as decisions."""
+    a = experiment("hw_cosearch/analyse.py")
+
+    def point(hw, edp, arch):
+        return {
+            "baseline": "predictor (not measured) largest",
+            "hw": hw,
+            "budget": "+1 %",
+            "max_ppl": 101.0,
+            "arch": arch,
+            "ppl": 100.9 if arch else None,
+            "edp": edp,
+            "reduction": 3.0 / edp if edp else None,
+            "method": "search/front point estimates (not paired)",
+        }
+
+    rows = [point("a", 2.0, "L4-x"), point("b", 1.0, "L3-y"), point("c", None, None)]
+    run = {"ppl_source": "predictor", "edp_reduction": rows}
+    got = a.paired_on(run, "predictor (not measured) largest", "+1 %", ref_edp=4.0)
+    assert got["arch"] == "L3-y" and got["pick_hw"] == "b" and got["pick_ppl"] == 100.9
+    assert got["reduction"] == 4.0 and got["reduction_ci"] is None
+    assert got["delta_ppl_full"] is None
+    fixed = a.paired_on(run, "predictor (not measured) largest", "+1 %", 4.0, hw="a")
+    assert fixed["arch"] == "L4-x" and fixed["reduction"] == 2.0
+    supernet = {"ppl_source": "supernet", "edp_reduction": rows}
+    assert a.paired_on(supernet, "predictor (not measured) largest", "+1 %", 4.0) is None

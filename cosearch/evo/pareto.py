@@ -17,19 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cosearch.evo.budgets import BUDGETS
 from cosearch.runinfo import write_csv_atomic
 from cosearch.space import Arch
 
 if TYPE_CHECKING:
     from cosearch.evo.problem import Evaluation
 
-#: Perplexity budgets of the summary: absolute (+0.1, +1) and relative (+0.1 %, +1 %).
-THRESHOLDS: tuple[tuple[str, float, bool], ...] = (
-    ("+0.1 ppl", 0.1, False),
-    ("+1.0 ppl", 1.0, False),
-    ("+0.1 %", 0.001, True),
-    ("+1 %", 0.01, True),
-)
+#: Perplexity budgets of the front's point-estimate picks: the same labels and limits as
+#: the paired decisions' (absolute +0.1, +1 ppl; relative +0.1 % to +5 %).
+THRESHOLDS = BUDGETS
 
 
 # ----- fronts and hypervolume -----------------------------------------------------------

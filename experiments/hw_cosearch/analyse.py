@@ -98,6 +98,19 @@ def _paired_rows(d: dict, baseline: str, hw: str | None = None) -> list[dict]:
     ]
 
 
+def _predicted_rows(d: dict, baseline: str, hw: str | None = None) -> list[dict]:
+    """A predictor run's budget picks (pareto.json `edp_reduction`, front point
+    estimates): a predictor's index has no split to decide on, so its front's pick is the
+    decision. Empty for a supernet run (its point-estimate rows are not decisions)."""
+    if d.get("ppl_source", "supernet") == "supernet":
+        return []
+    return [
+        {**r, "pick_hw": r["hw"]}
+        for r in d.get("edp_reduction", [])
+        if r["baseline"] == baseline and (hw is None or r["hw"] == hw)
+    ]
+
+
 def paired_on(
     d: dict, baseline: str, budget: str, ref_edp: float, hw: str | None = None
 ) -> dict | None:
@@ -105,26 +118,30 @@ def paired_on(
     with its EDP reduction and interval rescaled to `ref_edp` (the largest arch on one
     reference config). `hw`: only rows on that config (a fixed search's); None: a joint
     search, whose pick is the same for every baseline config (taken from the row with the
-    lowest pick EDP). None when the run has no such row."""
+    lowest pick EDP). A predictor run has no paired decisions: its front's pick per
+    budget, without Δppl or interval. None when the run has no such row."""
     rows = [r for r in _paired_rows(d, baseline, hw) if r["budget"] == budget]
+    rows = rows or [r for r in _predicted_rows(d, baseline, hw) if r["budget"] == budget]
     if not rows:
         return None
     r = min(rows, key=lambda r: r["edp"] if r["edp"] is not None else float("inf"))
     out = {
         "baseline": baseline,
         "budget": budget,
-        "budget_ppl": r["budget_ppl"],
+        "budget_ppl": r.get("budget_ppl", r.get("max_ppl")),
         "arch": r["arch"],
         "pick_hw": r.get("pick_hw"),
-        "delta_ppl_full": r["delta_ppl_full"],
-        "delta_ppl_se": r["delta_ppl_se"],
+        "delta_ppl_full": r.get("delta_ppl_full"),
+        "delta_ppl_se": r.get("delta_ppl_se"),
+        "method": r.get("method"),
+        "pick_ppl": r.get("ppl"),  # a predictor run's index of its pick
         "reduction": None,
         "reduction_ci": None,
     }
     if r["edp"] is not None:
-        scale = ref_edp / r["baseline_edp"]
         out["reduction"] = ref_edp / r["edp"]
-        out["reduction_ci"] = [v * scale for v in r["reduction_ci"]] if r["reduction_ci"] else None
+        ci = r.get("reduction_ci")
+        out["reduction_ci"] = [v * ref_edp / r["baseline_edp"] for v in ci] if ci else None
     return out
 
 
@@ -350,7 +367,12 @@ def main() -> None:
         "evaluated arch, on any of its configs, whose Δppl to the baseline arch passes the "
         "budget; Δppl ± its SE), with its EDP reduction against the largest arch on "
         f"{THESIS_HW} (the same arch for both baselines) and the decision's 95 % interval "
-        "over the split's windows, rescaled to that reference.",
+        "over the split's windows, rescaled to that reference."
+        if source == "supernet"
+        else f"Per budget, each search's front pick by the {source} index (largest arch = "
+        "100; NOT measured, no split to decide on, so no Δppl SE or interval): the "
+        "lowest-EDP front member, on any of its configs, within the budget, with its EDP "
+        f"reduction against the largest arch on {THESIS_HW}.",
         "",
     ]
     summary = {"runs": {}, "git_commit": git_commit(), "ppl_source": source}
@@ -365,7 +387,9 @@ def main() -> None:
             if fixed["regime"] == d["regime"]:
                 searches.update({f"fixed {h}": (fixed, h) for h in fixed["fronts_by_hw"]})
         for baseline in ("from scratch", largest):  # the thesis's baseline first
-            for label, _, _ in BUDGETS:
+            for label, _, relative in BUDGETS:
+                if source != "supernet" and not relative:
+                    continue  # an index of 100: +x points is the +x % row
                 for name, (run_d, hw) in searches.items():
                     c = paired_on(run_d, baseline, label, ref.edp, hw)
                     if c is not None:
@@ -389,7 +413,12 @@ def main() -> None:
                 c["budget"],
                 c["search"],
                 _pick_cell(c["arch"], c["delta_ppl_full"], c["delta_ppl_se"])
-                + (f" ({c['pick_hw']})" if c["arch"] else ""),
+                + (f" ({c['pick_hw']})" if c["arch"] else "")
+                + (
+                    f" index {c['pick_ppl']:.2f}"
+                    if c["arch"] and c["delta_ppl_full"] is None and c["pick_ppl"] is not None
+                    else ""
+                ),
                 _reduction_cell(c["reduction"], c["reduction_ci"])
                 if c["arch"]
                 else "none within budget",

@@ -13,8 +13,8 @@ space and its Gemmini LUTs (lut/paper/), with perplexity replaced by a predictor
     log(ppl / ppl_largest) = w · (features(arch) - features(largest))
 
 fitted by least squares on the cpu supernet's measured search perplexities (by default the
-six serving searches on the current supernet, experiments/serving/results/*/evaluated.csv;
---train-from takes others, e.g. thesis_cpu's seeds once re-run). Features are each
+three thesis_cpu seeds on the current supernet, experiments/thesis_cpu/results/seed*/
+evaluated.csv; --train-from takes others, e.g. the serving searches). Features are each
 dimension's relative position in its own space (layers, width, mean heads, mean FFN width,
 in [0, 1]) and log of the non-embedding parameter fraction of the space's largest arch, so a
 paper arch is scored as the cpu arch at the same relative position. Perplexities are
@@ -143,7 +143,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(
         "--train-from",
-        default="experiments/serving/results/*/evaluated.csv",
+        default="experiments/thesis_cpu/results/seed*/evaluated.csv",
         help="glob of search outputs (evaluated.csv) of the cpu supernet to fit on",
     )
     ap.add_argument("--out", type=Path, default=Path("experiments/paper/results"))
@@ -204,7 +204,7 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     for row in results["fixed"]["edp_reduction"]:
-        if row["budget"].endswith("%"):  # with an index of 100, +x % is +x ppl
+        if row["budget"].endswith("ppl"):  # with an index of 100, +x ppl is +x %
             continue
         red = f"{row['reduction']:.2f}×" if row["reduction"] else "none within budget"
         ppl = f"{row['ppl']:.2f}" if row["ppl"] else "–"
