@@ -16,6 +16,7 @@ from cosearch.evo.pareto import (
     hypervolume,
     nondominated,
     pareto_front,
+    summary_markdown,
 )
 from cosearch.evo.problem import PENALTY, Evaluation, Problem, SearchError
 from cosearch.evo.toys import ZDT1, ToyCoster, toy_perplexity
@@ -256,3 +257,28 @@ def test_problem_hw_genes_and_budget():
         prob, Settings(population=8, generations=3, seed=0), (1e3, 1.0, 1.0), progress=False
     )
     assert all(len(g) == len(prob.gene_cardinalities) for g in res.genomes)
+
+
+def test_summary_shows_point_estimate_rows_as_deltas_without_se():
+    """A point-estimate pick (a predictor run) reads as the Δ to its baseline and the
+    allowance over it, marked as a point, not as the pick's absolute perplexity."""
+    big, small = Arch(2, 32, (2, 2), (64, 64)), Arch(1, 16, (1,), (32,))
+    base = Baseline("predictor largest", "hw", 100.0, 8.0)
+    front = [_ev(big, 100.0, 8.0), _ev(small, 100.9, 2.0)]
+    rows = [
+        {**r, "method": "search/front point estimates (not paired)"}
+        for r in edp_reductions(front, base)
+    ]
+    text = summary_markdown(
+        header={},
+        front=front,
+        baselines=[base],
+        histories={},
+        n_evaluated=2,
+        regime="optimal",
+        reductions=rows,
+        ppl_source="predictor",
+    )
+    line = next(x for x in text.splitlines() if "| +1 % |" in x)
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[5] == "1.000" and cells[7] == "+0.900 (point)" and cells[8] == "4.00x"

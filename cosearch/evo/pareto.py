@@ -424,7 +424,10 @@ def summary_markdown(
         "some candidate meets the budget; the method column counts the candidates "
         "re-scored, those dropped by a cheaper screen (still > 3 SE over the budget), and "
         "says 'capped' where the cap on re-scores (--budget-max-evals) stopped the scan, "
-        "so that a lower-EDP pick, or any pick, may exist beyond it. The thesis "
+        "so that a lower-EDP pick, or any pick, may exist beyond it. Rows whose method "
+        "says 'point estimates' (a perplexity predictor, or a baseline without windows "
+        "to pair) decide on the front's search perplexity: their Δppl has no SE and "
+        "their reduction no interval. The thesis "
         "(paper space, Timeloop energy, RTL latency) reports 2.24x at +0.1 ppl and "
         "10.56x at +1 ppl vs the from-scratch largest model.",
         "",
@@ -434,12 +437,19 @@ def summary_markdown(
     ]
     for r in reductions or []:
         d, se = r.get("delta_ppl_full"), r.get("delta_ppl_se")
-        dtxt = f"{d:+.2f} ± {se:.2f}" if d is not None else _fmt(r.get("ppl"), ".3f")
-        allow = r.get("budget_ppl", r.get("max_ppl"))
         base = r.get(
             "baseline_ppl",
             next((b.ppl for b in baselines if b.name == r["baseline"] and b.hw == r["hw"]), None),
         )
+        allow = r.get("budget_ppl")  # point-estimate rows carry the limit, max_ppl
+        if allow is None and r.get("max_ppl") is not None and base is not None:
+            allow = r["max_ppl"] - base
+        if d is not None:
+            dtxt = f"{d:+.2f} ± {se:.2f}"
+        elif r.get("ppl") is not None and base is not None:
+            dtxt = f"{r['ppl'] - base:+.3f} (point)"  # a front point estimate: no SE
+        else:
+            dtxt = "–"
         red = (
             f"{r['reduction']:.2f}x"
             if r.get("reduction") and "reduction_ci" not in r
