@@ -24,10 +24,6 @@ from cosearch.space import Arch
 if TYPE_CHECKING:
     from cosearch.evo.problem import Evaluation
 
-#: Perplexity budgets of the front's point-estimate picks: the same labels and limits as
-#: the paired decisions' (absolute +0.1, +1 ppl; relative +0.1 % to +5 %).
-THRESHOLDS = BUDGETS
-
 
 # ----- fronts and hypervolume -----------------------------------------------------------
 def nondominated(points: Sequence[Sequence[float]]) -> list[int]:
@@ -105,7 +101,7 @@ class Baseline:
 def edp_reductions(
     front: Sequence[Evaluation],
     baseline: Baseline,
-    thresholds: Sequence[tuple[str, float, bool]] = THRESHOLDS,
+    thresholds: Sequence[tuple[str, float, bool]] = BUDGETS,
 ) -> list[dict]:
     """For each perplexity budget (label, delta, relative?): the front member (on the
     baseline's hardware) with the lowest EDP whose perplexity is within the budget, and
