@@ -128,7 +128,8 @@ def paired_on(
     out = {
         "baseline": baseline,
         "budget": budget,
-        "budget_ppl": r.get("budget_ppl", r.get("max_ppl")),
+        "budget_ppl": r.get("budget_ppl"),  # the allowance over the baseline (paired rows)
+        "max_ppl": r.get("max_ppl"),  # the limit itself (a predictor run's point rows)
         "arch": r["arch"],
         "pick_hw": r.get("pick_hw"),
         "delta_ppl_full": r.get("delta_ppl_full"),
