@@ -406,7 +406,14 @@ def main() -> None:
             "time": d["time"],
         }
     lines += markdown_table(
-        ["regime", "baseline", "budget", "search", "pick (Δppl ± SE) (hw)", "EDP reduction"],
+        [
+            "regime",
+            "baseline",
+            "budget",
+            "search",
+            "pick (Δppl ± SE) (hw)" if source == "supernet" else f"pick (hw) {source} index",
+            "EDP reduction",
+        ],
         [
             [
                 c["regime"],
